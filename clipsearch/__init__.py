@@ -1,0 +1,48 @@
+"""clipsearch: local-first image search with CLIP. Find photos by words, by example image, or both.
+
+The public API::
+
+    from clipsearch import Library, ModelSpec
+    lib = Library.open("my-index", model=ModelSpec.parse("clipsearch-tiny"), create=True)
+    report = lib.index(["~/Pictures"])
+    hits = lib.search(["beach", "+", "sunset", "-", "people"], top_k=10)
+
+Nothing heavy is imported here: torch and open_clip load when a model is first needed.
+"""
+
+from clipsearch.errors import (
+    ClipsearchError,
+    ImageError,
+    IndexLockedError,
+    IndexStoreError,
+    ModelError,
+    ModelMismatchError,
+    QueryError,
+)
+from clipsearch.indexer import IndexOptions, IndexReport
+from clipsearch.library import Library, LibraryStatus, SearchFilter, SearchHit, default_index_dir
+from clipsearch.models import TINY_MODEL, ModelSpec
+from clipsearch.query import Term, parse_query
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClipsearchError",
+    "ImageError",
+    "IndexLockedError",
+    "IndexOptions",
+    "IndexReport",
+    "IndexStoreError",
+    "Library",
+    "LibraryStatus",
+    "ModelError",
+    "ModelMismatchError",
+    "ModelSpec",
+    "QueryError",
+    "SearchFilter",
+    "SearchHit",
+    "TINY_MODEL",
+    "Term",
+    "default_index_dir",
+    "parse_query",
+]

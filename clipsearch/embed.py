@@ -1,0 +1,142 @@
+"""Turning pixels and words into unit vectors in CLIP's shared space.
+
+The ``Embedder`` wraps one open_clip model. Its fast paths (pixels prepared by decode workers, text run at its
+real token length) are checked in tests against open_clip's own ``preprocess``/``encode_*`` reference path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from clipsearch.decode import PixelSpec, resize_and_crop
+from clipsearch.models import ModelSpec, load_model
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How to run the model. ``reference=True`` forces plain open_clip calls everywhere (the ground truth)."""
+
+    device: str | None = None  # None: CUDA when available, else CPU
+    reference: bool = False
+
+
+def pick_device(requested: str | None) -> str:
+    if requested:
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Embedder:
+    """Encodes images and texts with one open_clip model into L2-normalised float32 vectors."""
+
+    def __init__(self, spec: ModelSpec, model, preprocess, tokenizer, device: str, options: EmbedOptions):
+        self.spec = spec
+        self.model = model
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.device = device
+        self.options = options
+        cfg = _preprocess_cfg(model)
+        self._mean = torch.tensor(cfg["mean"], dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(cfg["std"], dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.pixel_spec = None if options.reference else _pixel_spec(cfg)
+        self.dim = int(self.encode_texts(["a photo"]).shape[1])
+
+    @classmethod
+    def load(cls, spec: ModelSpec, options: EmbedOptions = EmbedOptions()) -> Embedder:
+        device = pick_device(options.device)
+        model, preprocess, tokenizer = load_model(spec, device=device)
+        return cls(spec, model, preprocess, tokenizer, device, options)
+
+    # -- images -------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Encode a uint8 batch (n, size, size, 3) prepared by ``decode.load_pixels`` with ``pixel_spec``."""
+        batch = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+        batch = (batch - self._mean) / self._std
+        return self._encode_image_tensor(batch)
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Encode RGB PIL images (the same numbers as open_clip's ``preprocess`` + ``encode_image``)."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self.pixel_spec is not None:
+            return self.encode_pixels(np.stack([resize_and_crop(im, self.pixel_spec) for im in images]))
+        batch = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        return self._encode_image_tensor(batch)
+
+    def _encode_image_tensor(self, batch: torch.Tensor) -> np.ndarray:
+        features = self.model.encode_image(batch)
+        return F.normalize(features.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
+
+    # -- text ---------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode texts into unit vectors."""
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        if not self.options.reference and _is_causal_clip_text(self.model):
+            features = _encode_text_trimmed(self.model, tokens)
+        else:
+            features = self.model.encode_text(tokens)
+        return F.normalize(features.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
+
+
+def _preprocess_cfg(model) -> dict:
+    import open_clip
+
+    cfg = dict(open_clip.get_model_preprocess_cfg(model))
+    cfg.setdefault("mean", open_clip.OPENAI_DATASET_MEAN)
+    cfg.setdefault("std", open_clip.OPENAI_DATASET_STD)
+    return cfg
+
+
+def _pixel_spec(cfg: dict) -> PixelSpec | None:
+    """The worker-side fast path covers open_clip's default transform; anything else uses ``preprocess``."""
+    size = cfg.get("size")
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2 or size[0] != size[1]:
+            return None
+        size = size[0]
+    if cfg.get("resize_mode", "shortest") != "shortest":
+        return None
+    interpolation = cfg.get("interpolation", "bicubic")
+    if interpolation not in ("bicubic", "bilinear"):
+        return None
+    return PixelSpec(size=int(size), interpolation=interpolation)
+
+
+def _is_causal_clip_text(model) -> bool:
+    """True for open_clip's CLIP text tower: causal mask and pooling at the end-of-text (argmax) token.
+
+    Under a causal mask nothing before the end-of-text token sees the padding after it, so trimming the padding
+    changes nothing. SigLIP-style towers (no mask, or other pooling) do not have that property.
+    """
+    return (
+        getattr(model, "attn_mask", None) is not None
+        and getattr(model, "text_pool_type", None) == "argmax"
+        and hasattr(model, "token_embedding")
+        and hasattr(model, "positional_embedding")
+    )
+
+
+def _encode_text_trimmed(model, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text`` run only up to the longest real token sequence in the batch (about 5x faster)."""
+    length = int(tokens.argmax(dim=-1).max().item()) + 1  # the end-of-text token has the highest id
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+    if model.text_projection is not None:
+        x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
+    return x

@@ -1,0 +1,129 @@
+"""Which model makes the vectors, and how it is loaded through open_clip.
+
+Every vector in an index knows the model that made it (``ModelSpec.identity``), so two models never mix.
+torch and open_clip are imported only inside ``load_model``: status and catalog-only commands stay light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from clipsearch.errors import ModelError
+
+TINY_MODEL = "clipsearch-tiny"
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+PACKAGE_DIR = Path(__file__).resolve().parent
+TINY_CONFIG = PACKAGE_DIR / "model_configs" / f"{TINY_MODEL}.json"
+TINY_WEIGHTS = PACKAGE_DIR / "weights" / f"{TINY_MODEL}.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An open_clip model: architecture name plus a hub tag, an ``hf-hub:`` id, or a local checkpoint file."""
+
+    name: str = DEFAULT_MODEL
+    pretrained: str | None = DEFAULT_PRETRAINED
+    checkpoint: str | None = None
+
+    @classmethod
+    def parse(cls, name: str | None, pretrained: str | None = None, checkpoint: str | None = None) -> ModelSpec:
+        """Build a spec from CLI-style options; ``name`` may be ``NAME/TAG`` or ``hf-hub:org/repo``."""
+        name = (name or DEFAULT_MODEL).strip()
+        if checkpoint:
+            return cls(name, None, os.path.abspath(os.path.expanduser(checkpoint)))
+        if name.startswith("hf-hub:") or name == TINY_MODEL:
+            return cls(name, None, None)
+        if pretrained is None and "/" in name:
+            name, pretrained = name.split("/", 1)
+        if pretrained is None:
+            pretrained = DEFAULT_PRETRAINED if name == DEFAULT_MODEL else None
+        return cls(name, pretrained, None)
+
+    @property
+    def label(self) -> str:
+        """Short human name, e.g. ``ViT-B-32/laion2b_s34b_b79k``."""
+        if self.checkpoint:
+            return f"{self.name} ({os.path.basename(self.checkpoint)})"
+        return f"{self.name}/{self.pretrained}" if self.pretrained else self.name
+
+    def weights_file(self) -> Path | None:
+        if self.checkpoint:
+            return Path(self.checkpoint)
+        return TINY_WEIGHTS if self.name == TINY_MODEL else None
+
+    def identity(self) -> dict:
+        """What must match for two vectors to be comparable: architecture, tag, and the weights' checksum."""
+        weights = self.weights_file()
+        checksum = file_checksum(weights) if weights is not None and weights.is_file() else None
+        return {"name": self.name, "pretrained": self.pretrained, "weights_sha256": checksum}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelSpec:
+        return cls(data.get("name", DEFAULT_MODEL), data.get("pretrained"), data.get("checkpoint"))
+
+
+def file_checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def register_tiny_model() -> None:
+    """Make ``clipsearch-tiny`` known to open_clip (idempotent)."""
+    import open_clip
+
+    if TINY_MODEL not in open_clip.list_models():
+        open_clip.add_model_config(str(TINY_CONFIG))
+
+
+def load_model(spec: ModelSpec, device: str = "cpu"):
+    """Create ``(model, preprocess, tokenizer)`` with open_clip, or raise ``ModelError`` with a short reason."""
+    try:
+        import open_clip
+    except ImportError as exc:  # pragma: no cover - the package depends on it
+        raise ModelError(f"open_clip is not installed ({exc}); pip install open-clip-torch") from None
+
+    if spec.name == TINY_MODEL:
+        register_tiny_model()
+    weights = spec.weights_file()
+    if weights is not None and not weights.is_file():
+        raise ModelError(f"model weights not found: {weights}")
+    pretrained = str(weights) if weights is not None else spec.pretrained
+    if not spec.name.startswith("hf-hub:") and spec.name not in open_clip.list_models():
+        raise ModelError(
+            f"unknown model {spec.name!r}; `python -c \"import open_clip; print(open_clip.list_models())\"` "
+            f"lists the names, or use --model {TINY_MODEL}"
+        )
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            spec.name, pretrained=pretrained, device=device
+        )
+        tokenizer = open_clip.get_tokenizer(spec.name)
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise ModelError(_weights_message(spec, exc)) from None
+    except Exception as exc:  # huggingface_hub raises many network error types; all mean the same to a user
+        if type(exc).__module__.split(".")[0] in {"huggingface_hub", "requests", "httpx", "urllib3"}:
+            raise ModelError(_weights_message(spec, exc)) from None
+        raise
+    model.eval()
+    return model, preprocess, tokenizer
+
+
+def _weights_message(spec: ModelSpec, exc: Exception) -> str:
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    if spec.checkpoint or spec.name == TINY_MODEL:
+        return f"model {spec.label} could not be loaded from its checkpoint: {first_line}"
+    return (
+        f"model weights for {spec.label} could not be loaded (no network, or not in the Hugging Face cache): "
+        f"{first_line}. Connect once to download them, pass --checkpoint FILE, or use --model {TINY_MODEL} "
+        "for the bundled offline model."
+    )
