@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -59,6 +60,8 @@ def main() -> None:
       clipsearch index ~/Pictures
       clipsearch search "a dog on a beach" - people
     """
+    # open_clip and huggingface_hub log download retries to the root logger; the CLI reports errors itself.
+    logging.getLogger().addHandler(logging.NullHandler())
 
 
 @main.command()
@@ -82,7 +85,8 @@ def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, 
 
     spec = ModelSpec.parse(model, pretrained, checkpoint) if (model or checkpoint or pretrained) else None
     library = Library.open(index_dir, model=spec, create=True)
-    if library.model is None:
+    if library.model is None:  # a new index: the default model
+        library.close()
         library = Library.open(library.directory, model=ModelSpec.parse(None), create=True)
     with library, _progress_bar() as progress:
         report = library.index(paths, IndexOptions(batch_size=batch_size, workers=workers), progress)

@@ -103,6 +103,12 @@ def load_model(spec: ModelSpec, device: str = "cpu"):
             f"unknown model {spec.name!r}; `python -c \"import open_clip; print(open_clip.list_models())\"` "
             f"lists the names, or use --model {TINY_MODEL}"
         )
+    if weights is None and spec.pretrained != "none" and not _hub_weights_reachable(spec):
+        raise ModelError(
+            f"model weights for {spec.label} could not be downloaded: no network and not in the Hugging Face "
+            f"cache. Connect once to download them, pass --checkpoint FILE, or use --model {TINY_MODEL} for the "
+            "bundled offline model."
+        )
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             spec.name, pretrained=pretrained, device=device
@@ -118,8 +124,35 @@ def load_model(spec: ModelSpec, device: str = "cpu"):
     return model, preprocess, tokenizer
 
 
+def _hub_weights_reachable(spec: ModelSpec) -> bool:
+    """Cached locally, or the hub's host resolves. Without this a machine with no network waits ~1 minute
+    in huggingface_hub's retries before failing."""
+    import socket
+
+    import open_clip
+
+    if spec.pretrained is None and not spec.name.startswith("hf-hub:"):
+        return True  # random initialisation: nothing to fetch
+    repo = spec.name[len("hf-hub:"):] if spec.name.startswith("hf-hub:") else ""
+    if not repo:
+        repo = (open_clip.get_pretrained_cfg(spec.name, spec.pretrained) or {}).get("hf_hub", "").strip("/")
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "open_clip_config.json"):
+            if isinstance(try_to_load_from_cache(repo, filename), str):
+                return True
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.getaddrinfo("huggingface.co", 443)
+    except OSError:
+        return False
+    return True
+
+
 def _weights_message(spec: ModelSpec, exc: Exception) -> str:
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
     if spec.checkpoint or spec.name == TINY_MODEL:
         return f"model {spec.label} could not be loaded from its checkpoint: {first_line}"
     return (
