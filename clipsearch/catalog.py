@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -141,6 +142,8 @@ class Catalog:
                         self._db.execute(statement)
                 self._set_meta("schema_version", str(SCHEMA_VERSION))
                 self._set_meta("generation", "0")
+                # Tells this catalog from a re-created one whose generation counter happens to match.
+                self._set_meta("instance", uuid.uuid4().hex)
 
     def close(self) -> None:
         self._db.close()
@@ -169,6 +172,14 @@ class Catalog:
 
     def generation(self) -> int:
         return int(self._meta_raw("generation") or 0)
+
+    def instance(self) -> str | None:
+        """A random id given to this catalog when it was created."""
+        return self._meta_raw("instance")
+
+    def snapshot(self):
+        """A read transaction: every read inside sees one committed state, whatever a writer does meanwhile."""
+        return _transaction(self._db, "BEGIN")
 
     def _bump(self) -> None:
         self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
@@ -312,11 +323,12 @@ class Catalog:
 class _transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
 
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE"):
         self._db = db
+        self._begin = begin
 
     def __enter__(self):
-        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute(self._begin)
         return self._db
 
     def __exit__(self, exc_type, exc, tb):

@@ -21,6 +21,10 @@ IMAGE_EXTENSIONS = frozenset(
 # Formats Pillow may open for us; anything else (e.g. an EPS or PSD renamed .jpg) is refused.
 ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"})
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white, whatever the file's mode
+# Pillow plugin ids tried by ``Image.open``: a file is never even offered to the EPS, PSD or other parsers.
+OPEN_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+MAX_ASPECT = 4  # longer side kept before resizing: the centre crop never sees more, and a 1x10^8 strip stays small
+_optional_formats_registered = False
 
 
 @dataclass(frozen=True)
@@ -59,17 +63,19 @@ def decode_image(
     source, options: DecodeOptions = DecodeOptions(), min_side: int | None = None
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Like ``open_image``, also returning the picture's full upright size (before any reduced decoding)."""
+    _register_optional_formats()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(source)
+            # Our own pixel limit (options.max_pixels) decides; Pillow's 89-megapixel warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source, formats=OPEN_FORMATS)
             result = _to_rgb(image, options, min_side)
             if result[0] is not image:
                 image.close()  # release the file handle; the converted copy holds the pixels
             return result
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageError(f"too many pixels (decompression-bomb guard): {exc}") from None
     except UnidentifiedImageError:
         raise ImageError("not a readable image") from None
@@ -97,9 +103,9 @@ def _to_rgb(
         raise ImageError(
             f"too many pixels ({width}x{height} > {options.max_pixels:,}); raise the limit to index it"
         )
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)  # first frame of animations and multi-page TIFFs; never walk every frame
-    if min_side and image.format == "JPEG" and image.mode in ("RGB", "L", "CMYK", "YCbCr"):
+    # An opened animation or multi-page TIFF sits on its first frame. Never ask for ``n_frames``: for GIF and
+    # TIFF that walks every frame, and a 10,000-frame GIF would cost seconds per file.
+    if min_side and image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L", "CMYK", "YCbCr"):
         image.draft("RGB", (min_side, min_side))
     image.load()
     upright = _apply_orientation(image)
@@ -115,19 +121,43 @@ def _apply_orientation(image: Image.Image) -> Image.Image:
         return image  # a malformed EXIF block must not cost us the picture
 
 
+def _register_optional_formats() -> None:
+    """HEIC/HEIF through pillow-heif when it is installed (the ``heic`` extra); registered once, on first use."""
+    global _optional_formats_registered
+    if _optional_formats_registered:
+        return
+    _optional_formats_registered = True
+    try:
+        import pillow_heif
+    except ImportError:
+        return
+    pillow_heif.register_heif_opener()
+
+
 def _flatten(image: Image.Image) -> Image.Image:
     mode = image.mode
-    if mode == "RGB":
+    if mode == "RGB" and "transparency" not in image.info:
         return image
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16-bit and float greyscale: scale the actual range to 0..255 instead of clipping to white.
+    if mode.startswith("I;16"):
+        # 16-bit greyscale: keep the brightness the file means (65535 is white) instead of clipping to white.
+        array = np.asarray(image).astype(np.float64) / 257.0
+        return Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if mode in ("I", "F"):
         array = np.asarray(image, dtype=np.float64)
         low, high = float(array.min()), float(array.max())
-        scaled = np.zeros_like(array) if high <= low else (array - low) * (255.0 / (high - low))
-        return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
-    if mode == "P":
-        image = image.convert("RGBA")
+        if low >= 0 and high <= 255:
+            scaled = array
+        elif low >= 0 and high <= 65535 and mode == "I":
+            scaled = array / 257.0  # 16-bit data widened to 32 bits by the decoder
+        else:
+            scaled = np.zeros_like(array) if high <= low else (array - low) * (255.0 / (high - low))
+        return Image.fromarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if mode in ("P", "L", "RGB") and "transparency" in image.info:
+        image = image.convert("RGBA")  # a tRNS colour key or transparent palette entry
         mode = "RGBA"
+    elif mode == "P":
+        image = image.convert("RGB")
+        mode = "RGB"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, BACKGROUND)
@@ -140,6 +170,15 @@ def resize_and_crop(image: Image.Image, spec: PixelSpec) -> np.ndarray:
     """Resize the shorter side to ``spec.size`` and centre-crop a square, as torchvision does; uint8 HxWx3."""
     width, height = image.size
     size = spec.size
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        # Only the centre square survives the crop: trim the long side first, so a 1 x 100,000,000 strip is
+        # never resized to 224 x 22 billion pixels.
+        keep = MAX_ASPECT * min(width, height)
+        if width > height:
+            image = image.crop(((width - keep) // 2, 0, (width - keep) // 2 + keep, height))
+        else:
+            image = image.crop((0, (height - keep) // 2, width, (height - keep) // 2 + keep))
+        width, height = image.size
     # torchvision's Resize(int): the short side becomes `size`, the long side int(size * long / short).
     if width <= height:
         new_w, new_h = size, int(size * height / width)

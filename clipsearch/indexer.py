@@ -3,19 +3,23 @@
     roots --scan--> files --compare with catalog--> unchanged | moved | to embed | vanished
     to embed --decode workers--> pixels --embedder--> vectors --one transaction per batch--> catalog
 
-Decoding runs in worker processes (Pillow and NumPy only) overlapped with the model in this process. A killed
-run loses at most the batch in flight: a rerun skips every file already stored with the same size, mtime and
-inode. Nothing under a root that is missing or an empty mount point is deleted.
+Decoding runs in worker processes (Pillow and NumPy only) overlapped with the model in this process. A decoder
+that crashes its process or hangs costs only the file it was decoding (each worker holds one file at a time and
+has a deadline). A killed run loses at most the batch in flight: a rerun skips every file already stored with the
+same size, mtime and inode. Nothing under a root that is missing, empty or an empty mount point is deleted.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import hashlib
 import io
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import sqlite3
 import stat as stat_module
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +29,7 @@ import numpy as np
 
 from clipsearch.catalog import Catalog, Embedded, FileRow, FileStat
 from clipsearch.decode import DecodeOptions, PixelSpec, decode_image, resize_and_crop
-from clipsearch.errors import ImageError
+from clipsearch.errors import ImageError, IndexStoreError
 from clipsearch.scan import is_within, scan_root
 
 Progress = Callable[[int, int], None]  # (files done, files to embed)
@@ -36,8 +40,14 @@ class IndexOptions:
     """Settings of an index run."""
 
     batch_size: int = 32
-    workers: int | None = None  # decode processes; None picks by CPU count and amount of work, 0 decodes inline
+    # Decode processes; None picks by CPU count and amount of work. 0 decodes inline in this process: slightly
+    # faster for a handful of files, but a crashing or hanging decoder then takes the whole run with it.
+    workers: int | None = None
     decode: DecodeOptions = field(default_factory=DecodeOptions)
+    file_timeout: float = 120.0  # seconds one file may take in a decode worker before it is skipped
+    # What a worker runs per file (a picklable top-level function with prepare_file's signature): the seam for
+    # extra formats or instrumentation.
+    prepare: Callable[..., Prepared] | None = None
 
 
 @dataclass
@@ -81,30 +91,42 @@ def content_digest(data: bytes) -> str:
 
 
 def prepare_file(stat: FileStat, spec: PixelSpec | None, options: DecodeOptions) -> Prepared:
-    """Read, fingerprint and decode one file. Runs in a worker process; never raises for a bad file."""
+    """Read, fingerprint and decode one file. Runs in a worker process; never raises for a bad file.
+
+    The returned stat is the one of the bytes actually read: a file replaced since the scan is stored as what
+    was decoded, and one that changed while being read is skipped for now (the next run sees a new mtime).
+    """
     try:
-        data = _read_regular_file(stat.path, options.max_bytes)
+        stat, data = _read_regular_file(stat, options.max_bytes)
         image, size = decode_image(io.BytesIO(data), options, spec.size if spec else None)
         pixels = resize_and_crop(image, spec) if spec else np.asarray(image, dtype=np.uint8)
         return Prepared(stat, content_digest(data), size, pixels)
     except ImageError as exc:
         return Prepared(stat, error=str(exc))
+    except FileNotFoundError:
+        return Prepared(stat, error="file vanished before it could be read")
     except OSError as exc:
         return Prepared(stat, error=(exc.strerror or type(exc).__name__).lower())
+    except MemoryError:
+        return Prepared(stat, error="not enough memory to decode this image")
 
 
-def _read_regular_file(path: str, max_bytes: int) -> bytes:
+def _read_regular_file(scanned: FileStat, max_bytes: int) -> tuple[FileStat, bytes]:
     # O_NONBLOCK: a file swapped for a FIFO since the scan must not hang us; fstat then refuses it.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(scanned.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     with open(fd, "rb", closefd=True) as handle:
-        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+        before = os.fstat(fd)
+        if not stat_module.S_ISREG(before.st_mode):
             raise ImageError("not a regular file")
         data = handle.read(max_bytes + 1)
+        after = os.fstat(fd)
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
+        raise ImageError("file changed while it was being read; it is retried on the next run")
     if len(data) > max_bytes:
         raise ImageError(f"file larger than {max_bytes:,} bytes")
     if not data:
         raise ImageError("empty file")
-    return data
+    return FileStat.of(scanned.path, after), data
 
 
 def index_roots(
@@ -114,14 +136,28 @@ def index_roots(
     options: IndexOptions = IndexOptions(),
     progress: Progress | None = None,
 ) -> IndexReport:
-    """Bring the catalog up to date with ``roots`` (absolute real paths), embedding with ``embedder``."""
+    """Bring the catalog up to date with ``roots`` (absolute real paths), embedding with ``embedder``.
+
+    Raises ``IndexStoreError`` when the catalog cannot be written (disk full, read-only): every batch committed
+    before stays, and the next run resumes from there.
+    """
+    try:
+        return _index_roots(catalog, embedder, roots, options, progress)
+    except sqlite3.Error as exc:
+        raise IndexStoreError(
+            f"could not write to the catalog {catalog.path} ({exc}); everything stored before is intact. Free "
+            "some disk space (or make the index folder writable) and run the same command again to resume."
+        ) from None
+
+
+def _index_roots(catalog: Catalog, embedder, roots, options: IndexOptions, progress: Progress | None):
     started = time.monotonic()
     report = IndexReport()
     run_id = catalog.start_run()
     to_embed: list[FileStat] = []
     vanished: dict[str, FileRow] = {}
     for root in roots:
-        if not os.path.isdir(root) or (os.path.ismount(root) and not os.listdir(root)):
+        if _looks_unavailable(catalog, root):
             report.missing_roots.append(root)  # unmounted drive: keep what we know about it
             continue
         _compare_root(catalog, root, report, to_embed, vanished)
@@ -134,6 +170,20 @@ def index_roots(
     catalog.finish_run(run_id, {k: v for k, v in report.to_dict().items() if k != "skipped"}
                        | {"skipped": len(report.skipped)})
     return report
+
+
+def _looks_unavailable(catalog: Catalog, root: str) -> bool:
+    """A root that is gone, unreadable, or empty although the catalog knows files there: a drive not mounted.
+
+    An unmounted drive usually leaves its mount point behind as an ordinary empty folder, so "empty" is the
+    signal, not ``os.path.ismount``. Files really deleted from a root that still holds anything are removed.
+    """
+    try:
+        with os.scandir(root) as entries:
+            empty = next(iter(entries), None) is None
+    except OSError:
+        return True
+    return empty and (os.path.ismount(root) or bool(catalog.rows_under(root)))
 
 
 def _compare_root(
@@ -176,7 +226,7 @@ def _apply_moves(
     for file_stat in to_embed:
         row = by_inode.get((file_stat.device, file_stat.inode, file_stat.size, file_stat.mtime_ns))
         if row is None and file_stat.size in by_size:
-            digest = _digest_of(file_stat.path)
+            digest = _digest_of(file_stat)
             row = next((r for r in by_size[file_stat.size] if r.digest == digest and r.path in vanished), None)
         if row is not None and row.path in vanished:
             del vanished[row.path]
@@ -189,11 +239,10 @@ def _apply_moves(
     to_embed[:] = remaining
 
 
-def _digest_of(path: str) -> str | None:
+def _digest_of(file_stat: FileStat) -> str | None:
     try:
-        with open(path, "rb") as handle:
-            return content_digest(handle.read())
-    except OSError:
+        return content_digest(_read_regular_file(file_stat, 1 << 62)[1])
+    except (OSError, ImageError):
         return None
 
 
@@ -244,47 +293,152 @@ def _store_batch(catalog: Catalog, embedder, batch: list[Prepared], report: Inde
 
 
 def _prepare_all(files: list[FileStat], spec: PixelSpec | None, options: IndexOptions) -> Iterator[Prepared]:
+    prepare = options.prepare or prepare_file
     workers = options.workers
     if workers is None:
-        workers = 0 if len(files) < 64 else max(1, min(4, (os.cpu_count() or 2)))
+        workers = 1 if len(files) < 64 else max(1, min(4, (os.cpu_count() or 2)))
     if workers == 0:
         for file_stat in files:
-            yield prepare_file(file_stat, spec, options.decode)
+            yield prepare(file_stat, spec, options.decode)
         return
-    yield from _prepare_in_processes(files, spec, options, workers)
+    if files:
+        yield from _prepare_in_processes(files, spec, options, prepare, workers)
 
 
 def _prepare_in_processes(
-    files: list[FileStat], spec: PixelSpec | None, options: IndexOptions, workers: int
+    files: list[FileStat], spec: PixelSpec | None, options: IndexOptions, prepare, workers: int
 ) -> Iterator[Prepared]:
-    """Decode in worker processes, keeping a bounded window in flight so memory stays flat on any library size.
+    """Decode in worker processes, in order, keeping a bounded window in flight so memory stays flat.
 
-    A decoder that crashes its process (a native library fault) costs only that file: the pool is restarted
-    and each file that was in flight is retried alone once.
+    Each worker holds one file at a time, so a worker that dies (a native decoder fault) or passes its deadline
+    (a decoder stuck in a loop) is known to be guilty: that file is skipped with the reason, the worker is
+    replaced, and the run goes on.
     """
-    context = multiprocessing.get_context("spawn")  # never fork a process that holds torch's thread pools
     window = max(2 * options.batch_size, 4 * workers)
     pending = deque(files)
-    retry_alone: deque[FileStat] = deque()
-    while pending or retry_alone:
-        with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            in_flight: deque[tuple[FileStat, futures.Future]] = deque()
-            broken = False
-            while (pending or in_flight) and not broken:
-                while pending and len(in_flight) < window:
-                    file_stat = pending.popleft()
-                    in_flight.append((file_stat, pool.submit(prepare_file, file_stat, spec, options.decode)))
-                file_stat, future = in_flight.popleft()
-                try:
-                    yield future.result()
-                except futures.process.BrokenProcessPool:
-                    broken = True
-                    retry_alone.append(file_stat)
-                    retry_alone.extend(s for s, _ in in_flight)
-        while retry_alone:
-            file_stat = retry_alone.popleft()
-            with futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as single:
-                try:
-                    yield single.submit(prepare_file, file_stat, spec, options.decode).result()
-                except futures.process.BrokenProcessPool:
-                    yield Prepared(file_stat, error="the image decoder crashed on this file")
+    order: deque[FileStat] = deque()  # submitted, in submission order
+    done: dict[int, Prepared] = {}  # keyed by position in ``order``'s sequence numbers
+    first_seq, next_seq = 0, 0
+    pool = [_Worker(prepare, spec, options.decode) for _ in range(min(workers, len(files)))]
+    try:
+        while pending or order:
+            for worker in pool:
+                if worker.task is None and pending and next_seq - first_seq < window:
+                    worker.submit(next_seq, pending.popleft(), options.file_timeout)
+                    order.append(worker.task[1])
+                    next_seq += 1
+            for seq, result in _collect(pool, options.file_timeout):
+                done[seq] = result
+            while first_seq in done:
+                order.popleft()
+                yield done.pop(first_seq)
+                first_seq += 1
+    finally:
+        for worker in pool:
+            worker.stop()
+
+
+def _collect(pool: list[_Worker], timeout: float) -> list[tuple[int, Prepared]]:
+    """Wait for at least one busy worker to answer, die or pass its deadline; return what finished."""
+    busy = [w for w in pool if w.task is not None]
+    if not busy:
+        return []
+    wait_s = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+    ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy], wait_s)
+    finished = []
+    now = time.monotonic()
+    for worker in busy:
+        if worker.conn in ready or worker.process.sentinel in ready:
+            finished.append(worker.receive())
+        elif now >= worker.deadline:
+            finished.append(worker.give_up(f"decoding took longer than {timeout:g} s (a stuck decoder?)"))
+    return finished
+
+
+class _Worker:
+    """One decode process and the one file it is working on."""
+
+    def __init__(self, prepare, spec: PixelSpec | None, options: DecodeOptions):
+        self._args = (prepare, spec, options)
+        self.task: tuple[int, FileStat] | None = None
+        self.deadline = 0.0
+        self._start()
+
+    def _start(self) -> None:
+        # spawn, never fork: the parent holds torch's thread pools and an open SQLite connection.
+        context = multiprocessing.get_context("spawn")
+        self.conn, child_conn = context.Pipe()
+        self.process = context.Process(target=_decode_worker, args=(child_conn, *self._args), daemon=True)
+        self.process.start()
+        child_conn.close()
+
+    def submit(self, seq: int, file_stat: FileStat, timeout: float) -> None:
+        self.task = (seq, file_stat)
+        self.deadline = time.monotonic() + timeout
+        try:
+            self.conn.send(file_stat)
+        except (OSError, ValueError):
+            pass  # the worker died while idle: receive() finds its sentinel and reports
+
+    def receive(self) -> tuple[int, Prepared]:
+        seq, file_stat = self.task
+        try:
+            result = self.conn.recv()
+        except (EOFError, OSError):
+            result = None
+        if not isinstance(result, Prepared):
+            return self.give_up("the image decoder crashed on this file")
+        self.task = None
+        return seq, result
+
+    def give_up(self, reason: str) -> tuple[int, Prepared]:
+        """Kill the worker (stuck or dead), start a fresh one, and skip its file with ``reason``."""
+        seq, file_stat = self.task
+        self.task = None
+        self.stop(kill=True)
+        self._start()
+        return seq, Prepared(file_stat, error=reason)
+
+    def stop(self, kill: bool = False) -> None:
+        if kill or self.task is not None:
+            self.process.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _decode_worker(conn, prepare, spec: PixelSpec | None, options: DecodeOptions) -> None:
+    """A decode process: read FileStats from ``conn``, answer with Prepared results, stop at ``None``."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us cleanly
+    while True:
+        try:
+            file_stat = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if file_stat is None:
+            return
+        conn.send(prepare(file_stat, spec, options))
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the indexer dies (even by SIGKILL) mid-decode."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(0)  # the parent died before the death signal was armed

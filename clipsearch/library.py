@@ -313,7 +313,8 @@ class Library:
     def _stamp(self) -> dict:
         stored = self._catalog.get_json("model") or {}
         key = hashlib.sha256(json.dumps(stored.get("identity"), sort_keys=True).encode()).hexdigest()[:16]
-        return {"format": 1, "generation": self._catalog.generation(), "model": key}
+        return {"format": 1, "generation": self._catalog.generation(), "model": key,
+                "catalog": self._catalog.instance()}
 
     def _refresh_vectors(self, save: bool = False) -> VectorIndex:
         """The FAISS index matching the catalog now: kept, loaded from disk, or rebuilt (and saved)."""
@@ -324,7 +325,9 @@ class Library:
             path = str(self.directory / VECTORS_FILE)
             loaded = VectorIndex.load(path, stamp)
             if loaded is None:
-                ids, matrix = self._catalog.vectors()
+                with self._catalog.snapshot():  # the stamp and the vectors must describe the same state
+                    stamp = self._stamp()
+                    ids, matrix = self._catalog.vectors()
                 loaded = VectorIndex.build(ids, matrix, stamp)
                 save = True
             if save and os.access(self.directory, os.W_OK):

@@ -15,7 +15,9 @@ from clipsearch.catalog import FileStat
 from clipsearch.decode import IMAGE_EXTENSIONS
 
 # Folders that photo tools, NASes and operating systems fill with thumbnails and junk.
-JUNK_DIRS = frozenset({"@eaDir", "#recycle", "$RECYCLE.BIN", "System Volume Information", "lost+found", "__MACOSX"})
+JUNK_DIRS = frozenset({
+    "@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information", "lost+found", "__MACOSX",
+})
 
 
 @dataclass
@@ -71,7 +73,9 @@ def _visit(entry: os.DirEntry, root: str, stack: list[str], seen_files: set[str]
     try:
         is_link = entry.is_symlink()
         is_dir = entry.is_dir(follow_symlinks=True)
-    except OSError:
+    except OSError as exc:
+        if is_image_name(name):
+            result.skipped.append((FileStat(entry.path, 0, 0, 0, 0), _reason(exc)))
         return
     if is_dir:
         if name in JUNK_DIRS:
@@ -79,12 +83,16 @@ def _visit(entry: os.DirEntry, root: str, stack: list[str], seen_files: set[str]
         real = os.path.realpath(entry.path) if is_link else entry.path
         if is_within(real, root):
             stack.append(real)
+        else:
+            result.skipped.append((FileStat(entry.path, 0, 0, 0, 0), "folder symlink leads outside the indexed folder"))
         return
     if not is_image_name(name):
         return
     real = os.path.realpath(entry.path) if is_link else entry.path
     if not is_within(real, root):
-        return  # a link leading out of the indexed folder is never followed
+        # Never followed: indexing (and later serving) must not reach files outside the folder it was given.
+        result.skipped.append((FileStat(entry.path, 0, 0, 0, 0), "symlink leads outside the indexed folder"))
+        return
     if real in seen_files:
         return
     seen_files.add(real)

@@ -7,6 +7,7 @@ missing, truncated, foreign or stale (its stamp differs from the catalog's) is r
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -107,6 +108,7 @@ class VectorIndex:
 def atomic_write(path: str, chunks: list[bytes]) -> None:
     """Write ``chunks`` to ``path`` so that readers see the old file or the whole new one, never a part."""
     directory = os.path.dirname(os.path.abspath(path))
+    _remove_orphaned_temporaries(path)
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
     try:
         with open(tmp, "wb") as handle:
@@ -126,3 +128,28 @@ def atomic_write(path: str, chunks: list[bytes]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _remove_orphaned_temporaries(path: str) -> None:
+    """Delete temporary files left by writers that were killed mid-write (their process no longer exists)."""
+    for leftover in glob.glob(glob.escape(path) + ".tmp-*"):
+        try:
+            pid = int(leftover.rsplit(".tmp-", 1)[1].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _process_exists(pid):
+            continue
+        try:
+            os.unlink(leftover)
+        except OSError:
+            pass  # another process cleaned it up first, or the folder is read-only: harmless either way
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
