@@ -42,15 +42,18 @@ def looks_like_image_path(text: str) -> bool:
     )
 
 
-def parse_query(tokens: Sequence[str] | str) -> list[Term]:
-    """Parse CLI tokens (or one query string) into weighted terms; raise ``QueryError`` when malformed."""
+def parse_query(tokens: Sequence[str] | str, allow_paths: bool = True) -> list[Term]:
+    """Parse CLI tokens (or one query string) into weighted terms; raise ``QueryError`` when malformed.
+
+    ``allow_paths=False`` reads every term as text: a server must never open files named in a request.
+    """
     if isinstance(tokens, str):
         tokens = [tokens]
     pieces: list[str] = []
     for token in tokens:
         if token.strip() in ("+", "-"):
             pieces.append(token.strip())
-        elif looks_like_image_path(token):
+        elif allow_paths and looks_like_image_path(token):
             pieces.append(token)  # a file name may itself contain " - "
         else:
             pieces.extend(p for p in _OPERATOR_SPLIT.split(" " + token + " ") if p.strip())
@@ -64,7 +67,7 @@ def parse_query(tokens: Sequence[str] | str) -> list[Term]:
                 raise QueryError(f"two operators in a row near {stripped!r}")
             operator = stripped
             continue
-        term = _term(stripped, -1.0 if operator == "-" else 1.0)
+        term = _term(stripped, -1.0 if operator == "-" else 1.0, allow_paths)
         plain = term.kind == "text" and abs(term.weight) == 1.0 and not _WEIGHT.match(stripped)
         if operator is None and joinable and plain and stripped == _unquote(stripped):
             previous = terms.pop()
@@ -81,7 +84,7 @@ def parse_query(tokens: Sequence[str] | str) -> list[Term]:
     return terms
 
 
-def _term(text: str, sign: float) -> Term:
+def _term(text: str, sign: float, allow_paths: bool = True) -> Term:
     weight = 1.0
     match = _WEIGHT.match(text)
     if match and match.group(2).strip():
@@ -89,7 +92,7 @@ def _term(text: str, sign: float) -> Term:
     text = _unquote(text)
     if not text:
         raise QueryError("a query term is empty")
-    if looks_like_image_path(text):
+    if allow_paths and looks_like_image_path(text):
         path = os.path.abspath(os.path.expanduser(text))
         if not os.path.isfile(path):
             raise QueryError(f"image not found: {text}")

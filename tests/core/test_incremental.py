@@ -163,3 +163,11 @@ def test_index_file_is_rebuilt_when_missing_or_corrupt(library, photos):
         fresh.use_embedder(library.embedder)
         assert [h.id for h in fresh.search("query", top_k=6)] == expected
         fresh.close()
+
+
+def test_date_filters_far_in_the_future_do_not_overflow(library, photos):
+    from clipsearch import SearchFilter
+
+    library.index([photos])
+    assert len(library.search("x", top_k=10, where=SearchFilter(since=0, until=1e12))) == 6
+    assert library.search("x", top_k=10, where=SearchFilter(since=1e12)) == []

@@ -62,3 +62,10 @@ def test_combine_is_a_normalised_weighted_sum():
     np.testing.assert_allclose(combine([a, b], [1.0, 1.0]), np.array([1, 1]) / np.sqrt(2), rtol=1e-6)
     with pytest.raises(QueryError, match="cancel"):
         combine([a, a], [1.0, -1.0])
+
+
+def test_paths_can_be_refused_for_server_side_queries(tmp_path):
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (8, 8)).save(secret)
+    assert parse_query(f"{secret} + dog", allow_paths=False) == [
+        Term("text", str(secret), 1.0), Term("text", "dog", 1.0)]
