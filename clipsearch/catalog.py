@@ -102,6 +102,11 @@ def _row(values: tuple) -> FileRow:
     return FileRow(values[0], os.fsdecode(values[1]), *values[2:])
 
 
+def _clamp_ns(seconds: float) -> int:
+    """Seconds to nanoseconds within SQLite's 64-bit integers (dates past 2262 would overflow)."""
+    return int(max(-9.2e18, min(9.2e18, seconds * 1e9)))
+
+
 def _key(path: str) -> bytes:
     return os.fsencode(path)
 
@@ -284,13 +289,13 @@ class Catalog:
             prefix = _key(path_prefix.rstrip(os.sep) + os.sep)
             sql += " AND substr(path, 1, ?) = ?"
             args += [len(prefix), prefix]
-        low, high = mtime_range
+        low, high = (_clamp_ns(t) if t is not None else None for t in mtime_range)
         if low is not None:
             sql += " AND mtime_ns >= ?"
-            args.append(int(low * 1e9))
+            args.append(low)
         if high is not None:
             sql += " AND mtime_ns <= ?"
-            args.append(int(high * 1e9))
+            args.append(high)
         return (r[0] for r in self._db.execute(sql, args))
 
     def counts(self) -> dict[str, int]:
