@@ -23,7 +23,9 @@ ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF",
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white, whatever the file's mode
 # Pillow plugin ids tried by ``Image.open``: a file is never even offered to the EPS, PSD or other parsers.
 OPEN_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
-MAX_ASPECT = 4  # longer side kept before resizing: the centre crop never sees more, and a 1x10^8 strip stays small
+# Longest side kept (in short sides) before resizing: the centre crop never sees more, and a 1 x 10^8 strip
+# stays small.
+MAX_ASPECT = 4
 _optional_formats_registered = False
 
 
@@ -66,8 +68,10 @@ def decode_image(
     _register_optional_formats()
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit (options.max_pixels) decides; Pillow's 89-megapixel warning would only be noise.
+            # Our own pixel limit (options.max_pixels) decides; Pillow's 89-megapixel warning and its "corrupt
+            # EXIF" chatter would only be noise on the terminal of an index run.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)
             image = Image.open(source, formats=OPEN_FORMATS)
             result = _to_rgb(image, options, min_side)
             if result[0] is not image:
@@ -122,7 +126,7 @@ def _apply_orientation(image: Image.Image) -> Image.Image:
 
 
 def _register_optional_formats() -> None:
-    """HEIC/HEIF through pillow-heif when it is installed (the ``heic`` extra); registered once, on first use."""
+    """HEIC/HEIF through pillow-heif when it is installed (the ``heic`` extra), registered on first use."""
     global _optional_formats_registered
     if _optional_formats_registered:
         return

@@ -3,22 +3,23 @@
     roots --scan--> files --compare with catalog--> unchanged | moved | to embed | vanished
     to embed --decode workers--> pixels --embedder--> vectors --one transaction per batch--> catalog
 
-Decoding runs in worker processes (Pillow and NumPy only) overlapped with the model in this process. A decoder
-that crashes its process or hangs costs only the file it was decoding (each worker holds one file at a time and
-has a deadline). A killed run loses at most the batch in flight: a rerun skips every file already stored with the
-same size, mtime and inode. Nothing under a root that is missing, empty or an empty mount point is deleted.
+Decoding runs in worker processes (Pillow and NumPy only) overlapped with the model in this process. A
+decoder that crashes its process or hangs costs only the file it was decoding (each worker holds one file at
+a time and has a deadline). A killed run loses at most the batch in flight: a rerun skips every file already
+stored with the same size, mtime and inode. Nothing under a root that is missing, empty or an empty mount
+point is deleted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import sqlite3
 import stat as stat_module
+import subprocess
 import sys
 import time
 from collections import deque
@@ -29,7 +30,7 @@ import numpy as np
 
 from clipsearch.catalog import Catalog, Embedded, FileRow, FileStat
 from clipsearch.decode import DecodeOptions, PixelSpec, decode_image, resize_and_crop
-from clipsearch.errors import ImageError, IndexStoreError
+from clipsearch.errors import ClipsearchError, ImageError, IndexStoreError
 from clipsearch.scan import is_within, scan_root
 
 Progress = Callable[[int, int], None]  # (files done, files to embed)
@@ -118,12 +119,13 @@ def _read_regular_file(scanned: FileStat, max_bytes: int) -> tuple[FileStat, byt
         before = os.fstat(fd)
         if not stat_module.S_ISREG(before.st_mode):
             raise ImageError("not a regular file")
-        data = handle.read(max_bytes + 1)
+        if before.st_size > max_bytes:
+            raise ImageError(f"file larger than {max_bytes:,} bytes")
+        data = handle.read(before.st_size + 1)  # one byte more than expected reveals a file still growing
         after = os.fstat(fd)
-    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
+    unchanged = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
+    if not unchanged or len(data) != after.st_size:
         raise ImageError("file changed while it was being read; it is retried on the next run")
-    if len(data) > max_bytes:
-        raise ImageError(f"file larger than {max_bytes:,} bytes")
     if not data:
         raise ImageError("empty file")
     return FileStat.of(scanned.path, after), data
@@ -138,15 +140,15 @@ def index_roots(
 ) -> IndexReport:
     """Bring the catalog up to date with ``roots`` (absolute real paths), embedding with ``embedder``.
 
-    Raises ``IndexStoreError`` when the catalog cannot be written (disk full, read-only): every batch committed
-    before stays, and the next run resumes from there.
+    Raises ``IndexStoreError`` when the catalog cannot be written (disk full, read-only): every batch
+    committed before stays, and the next run resumes from there.
     """
     try:
         return _index_roots(catalog, embedder, roots, options, progress)
     except sqlite3.Error as exc:
         raise IndexStoreError(
-            f"could not write to the catalog {catalog.path} ({exc}); everything stored before is intact. Free "
-            "some disk space (or make the index folder writable) and run the same command again to resume."
+            f"could not write to the catalog {catalog.path} ({exc}); everything stored before is intact. "
+            "Free some disk space (or make the index folder writable) and run the same command again to resume."
         ) from None
 
 
@@ -241,7 +243,7 @@ def _apply_moves(
 
 def _digest_of(file_stat: FileStat) -> str | None:
     try:
-        return content_digest(_read_regular_file(file_stat, 1 << 62)[1])
+        return content_digest(_read_regular_file(file_stat, DecodeOptions().max_bytes)[1])
     except (OSError, ImageError):
         return None
 
@@ -310,9 +312,9 @@ def _prepare_in_processes(
 ) -> Iterator[Prepared]:
     """Decode in worker processes, in order, keeping a bounded window in flight so memory stays flat.
 
-    Each worker holds one file at a time, so a worker that dies (a native decoder fault) or passes its deadline
-    (a decoder stuck in a loop) is known to be guilty: that file is skipped with the reason, the worker is
-    replaced, and the run goes on.
+    Each worker holds one file at a time, so a worker that dies (a native decoder fault) or passes its
+    deadline (a decoder stuck in a loop) is known to be guilty: that file is skipped with the reason, the
+    worker is replaced, and the run goes on.
     """
     window = max(2 * options.batch_size, 4 * workers)
     pending = deque(files)
@@ -344,48 +346,78 @@ def _collect(pool: list[_Worker], timeout: float) -> list[tuple[int, Prepared]]:
     if not busy:
         return []
     wait_s = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-    ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy], wait_s)
+    # A worker that dies closes its pipe, which makes the pipe readable: crashes wake us like answers do.
+    ready = multiprocessing.connection.wait([w.conn for w in busy], wait_s)
     finished = []
     now = time.monotonic()
     for worker in busy:
-        if worker.conn in ready or worker.process.sentinel in ready:
-            finished.append(worker.receive())
+        if worker.conn in ready:
+            answer = worker.receive()
+            if answer is not None:
+                finished.append(answer)
         elif now >= worker.deadline:
             finished.append(worker.give_up(f"decoding took longer than {timeout:g} s (a stuck decoder?)"))
     return finished
 
 
 class _Worker:
-    """One decode process and the one file it is working on."""
+    """One decode process and the one file it is working on.
+
+    Started as ``python -c`` with two pipes rather than through multiprocessing's spawn, which would re-run
+    the caller's main script in every worker (a script without a ``__main__`` guard would index itself again).
+    """
 
     def __init__(self, prepare, spec: PixelSpec | None, options: DecodeOptions):
-        self._args = (prepare, spec, options)
+        self._setup = (prepare, spec, options)
         self.task: tuple[int, FileStat] | None = None
         self.deadline = 0.0
+        self.started = False
         self._start()
 
     def _start(self) -> None:
-        # spawn, never fork: the parent holds torch's thread pools and an open SQLite connection.
-        context = multiprocessing.get_context("spawn")
-        self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=_decode_worker, args=(child_conn, *self._args), daemon=True)
-        self.process.start()
-        child_conn.close()
+        from_child, to_parent = os.pipe()
+        from_parent, to_child = os.pipe()
+        code = "from clipsearch.indexer import _decode_worker; _decode_worker()"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, str(from_parent), str(to_parent), str(os.getpid())],
+            pass_fds=(from_parent, to_parent), stdin=subprocess.DEVNULL, close_fds=True,
+        )
+        os.close(from_parent)
+        os.close(to_parent)
+        self.conn = multiprocessing.connection.Connection(from_child, writable=False)
+        self._send = multiprocessing.connection.Connection(to_child, readable=False)
+        self._post(list(sys.path))
+        self._post(self._setup)
+
+    def _post(self, message) -> None:
+        try:
+            self._send.send(message)
+        except (OSError, ValueError):
+            pass  # the worker died: its closed pipe wakes _collect, which reports the file
 
     def submit(self, seq: int, file_stat: FileStat, timeout: float) -> None:
         self.task = (seq, file_stat)
+        self.timeout = timeout
         self.deadline = time.monotonic() + timeout
-        try:
-            self.conn.send(file_stat)
-        except (OSError, ValueError):
-            pass  # the worker died while idle: receive() finds its sentinel and reports
+        self._post(file_stat)
 
-    def receive(self) -> tuple[int, Prepared]:
+    def receive(self) -> tuple[int, Prepared] | None:
+        """The worker's answer: a result, ``None`` for its start-up greeting; a dead worker costs its file."""
         seq, file_stat = self.task
         try:
             result = self.conn.recv()
         except (EOFError, OSError):
             result = None
+        if result == "ready":
+            self.started = True
+            self.deadline = time.monotonic() + self.timeout  # start-up time is not the file's fault
+            return None
+        if not self.started:
+            self.stop(kill=True)
+            raise ClipsearchError(
+                "the decode worker process could not start (see the messages above); "
+                "index with --workers 0 to decode in this process"
+            )
         if not isinstance(result, Prepared):
             return self.give_up("the image decoder crashed on this file")
         self.task = None
@@ -396,6 +428,7 @@ class _Worker:
         seq, file_stat = self.task
         self.task = None
         self.stop(kill=True)
+        self.started = False
         self._start()
         return seq, Prepared(file_stat, error=reason)
 
@@ -403,42 +436,44 @@ class _Worker:
         if kill or self.task is not None:
             self.process.kill()
         else:
-            try:
-                self.conn.send(None)
-            except (OSError, ValueError):
-                pass
-        self.process.join(timeout=5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
-        self.conn.close()
-
-
-def _decode_worker(conn, prepare, spec: PixelSpec | None, options: DecodeOptions) -> None:
-    """A decode process: read FileStats from ``conn``, answer with Prepared results, stop at ``None``."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us cleanly
-    while True:
+            self._post(None)
         try:
-            file_stat = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent is gone
-        if file_stat is None:
-            return
-        conn.send(prepare(file_stat, spec, options))
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.conn.close()
+        self._send.close()
 
 
-def _die_with_parent() -> None:
-    """On Linux, have the kernel kill this worker when the indexer dies (even by SIGKILL) mid-decode."""
-    if not sys.platform.startswith("linux"):
-        return
+def _decode_worker() -> None:
+    """A decode process: read FileStats from the parent's pipe, answer with Prepared results; ``None`` stops."""
+    read_fd, write_fd, parent_pid = (int(a) for a in sys.argv[1:4])
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us cleanly
+    inbox = multiprocessing.connection.Connection(read_fd, writable=False)
+    outbox = multiprocessing.connection.Connection(write_fd, readable=False)
     try:
-        import ctypes
+        sys.path[:] = inbox.recv()  # first, so that ``prepare`` unpickles as it resolves in the parent
+        prepare, spec, options = inbox.recv()
+        outbox.send("ready")
+        while True:
+            file_stat = inbox.recv()
+            if file_stat is None:
+                return
+            outbox.send(prepare(file_stat, spec, options))
+    except (EOFError, BrokenPipeError):
+        return  # the parent is gone
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:
+
+def _die_with_parent(parent_pid: int) -> None:
+    """On Linux, have the kernel kill this worker when the indexer dies (even by SIGKILL) mid-decode."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
         os._exit(0)  # the parent died before the death signal was armed

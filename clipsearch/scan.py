@@ -84,7 +84,8 @@ def _visit(entry: os.DirEntry, root: str, stack: list[str], seen_files: set[str]
         if is_within(real, root):
             stack.append(real)
         else:
-            result.skipped.append((FileStat(entry.path, 0, 0, 0, 0), "folder symlink leads outside the indexed folder"))
+            reason = "folder symlink leads outside the indexed folder"
+            result.skipped.append((FileStat(entry.path, 0, 0, 0, 0), reason))
         return
     if not is_image_name(name):
         return

@@ -1,0 +1,56 @@
+"""Fixtures for the reliability tests: a hostile library generator and hash-embedder libraries under tmp_path.
+
+Most tests use the deterministic ``HashEmbedder`` (plumbing); none needs the trained model except where said.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from clipsearch import Library, ModelSpec
+from tests.conftest import HashEmbedder
+from tests.reliability.hostile import Expected, header_bomb_png, make_hostile_library, palette_bomb_png
+
+HASH_SPEC = ModelSpec("hash-test", "none")
+
+
+@pytest.fixture(scope="session")
+def bomb_bytes() -> dict[str, bytes]:
+    """The two decompression bombs, built once (the 144 MP one takes a moment to compress)."""
+    return {"palette": palette_bomb_png(), "header": header_bomb_png()}
+
+
+@pytest.fixture
+def hostile(tmp_path, bomb_bytes) -> Expected:
+    """A fresh hostile library under tmp_path/photos."""
+    return make_hostile_library(tmp_path / "photos", bomb_bytes)
+
+
+@pytest.fixture
+def hash_library(tmp_path):
+    """Factory: a library under tmp_path using the HashEmbedder (returns the library; embedder at .embedder)."""
+
+    def make(name: str = "index", embedder=None) -> Library:
+        library = Library.open(tmp_path / name, model=HASH_SPEC, create=True)
+        library.use_embedder(embedder or HashEmbedder(HASH_SPEC))
+        return library
+
+    return make
+
+
+def catalog_paths(library: Library) -> dict[bytes, tuple[str, str | None]]:
+    """Every catalog row as {raw path bytes: (status, reason)}, read straight from SQLite."""
+    import sqlite3
+
+    db = sqlite3.connect(os.path.join(library.directory, "catalog.sqlite"))
+    try:
+        return {bytes(p): (s, r) for p, s, r in db.execute("SELECT path, status, reason FROM files")}
+    finally:
+        db.close()
+
+
+def rel(expected: Expected, path: bytes) -> bytes:
+    return os.path.relpath(path, os.fsencode(expected.root))
+

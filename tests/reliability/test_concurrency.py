@@ -1,0 +1,150 @@
+"""Readers during a write, two writers, and catalogs this version must not touch."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from clipsearch import IndexLockedError, IndexOptions, IndexStoreError, Library, ModelMismatchError, ModelSpec
+from clipsearch.cli import main
+from tests.conftest import HashEmbedder
+from tests.reliability.conftest import HASH_SPEC
+from tests.reliability.hostile import encoded, picture
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fill(root: Path, count: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (root / f"p{i:03}.png").write_bytes(encoded(picture(i, (40, 30)), "PNG"))
+
+
+class SlowEmbedder(HashEmbedder):
+    """Takes its time per batch, so that other things happen while a run is in progress."""
+
+    def __init__(self, spec, delay: float, started: threading.Event | None = None):
+        super().__init__(spec)
+        self.delay = delay
+        self.started = started
+
+    def encode_pixels(self, pixels):
+        if self.started is not None:
+            self.started.set()
+        time.sleep(self.delay)
+        return super().encode_pixels(pixels)
+
+
+def test_searches_stay_consistent_while_an_index_run_is_in_progress(hash_library, tmp_path):
+    fill(tmp_path / "photos", 48)
+    writer = hash_library(embedder=SlowEmbedder(HASH_SPEC, 0.15))
+    reader = Library.open(writer.directory)  # a second handle, like the web app's
+    reader.use_embedder(HashEmbedder(HASH_SPEC))
+    run = threading.Thread(target=writer.index, args=([tmp_path / "photos"], IndexOptions(batch_size=4, workers=1)))
+    run.start()
+    seen, errors = [], []
+    while run.is_alive():
+        try:
+            hits = reader.search("anything", top_k=100)
+        except Exception as exc:  # noqa: BLE001 - any failure of a search during a write is the bug
+            errors.append(exc)
+            break
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+        assert len({h.path for h in hits}) == len(hits)
+        seen.append(len(hits))
+        time.sleep(0.02)
+    run.join()
+    writer.close()
+    assert not errors
+    assert seen == sorted(seen)  # results only ever grow, batch by batch (whole batches of 4)
+    assert all(n % 4 == 0 for n in seen) and len(set(seen)) > 3
+    final = reader.search("anything", top_k=100)
+    assert len(final) == 48
+
+
+def test_a_second_writer_is_refused_with_a_clear_message_and_nothing_is_corrupted(hash_library, tmp_path):
+    fill(tmp_path / "photos", 24)
+    started = threading.Event()
+    first = hash_library(embedder=SlowEmbedder(HASH_SPEC, 0.2, started))
+    run = threading.Thread(target=first.index, args=([tmp_path / "photos"], IndexOptions(batch_size=4, workers=1)))
+    run.start()
+    assert started.wait(30)
+    second = hash_library()
+    with pytest.raises(IndexLockedError, match="another clipsearch process is indexing into"):
+        second.index([tmp_path / "photos"])
+    result = CliRunner().invoke(main, ["index", str(tmp_path / "photos"), "--index", str(second.directory)])
+    assert result.exit_code == 1
+    assert result.output.startswith("clipsearch: error: another clipsearch process is indexing into")
+    assert "Traceback" not in result.output
+    run.join()
+    db = sqlite3.connect(second.directory / "catalog.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert db.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone() == (24,)
+    second.index([tmp_path / "photos"])  # the lock is free again
+
+
+HOLD_LOCK = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from clipsearch.library import _write_lock
+with _write_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_writer_in_another_process_holds_the_lock_until_it_dies(hash_library, tmp_path):
+    fill(tmp_path / "photos", 3)
+    library = hash_library()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(library.directory), str(REPO)],
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"locked\n"
+        with pytest.raises(IndexLockedError):
+            library.index([tmp_path / "photos"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert library.index([tmp_path / "photos"]).indexed == 3  # a killed writer's lock dies with it
+
+
+def test_a_catalog_from_a_newer_version_is_refused_with_a_clear_message(hash_library, tmp_path):
+    fill(tmp_path / "photos", 2)
+    library = hash_library()
+    library.index([tmp_path / "photos"])
+    library.close()
+    db = sqlite3.connect(library.directory / "catalog.sqlite")
+    with db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.close()
+    with pytest.raises(IndexStoreError, match="written by a newer clipsearch.*upgrade"):
+        Library.open(library.directory)
+    result = CliRunner().invoke(main, ["status", "--index", str(library.directory)])
+    assert result.exit_code == 1 and "newer clipsearch" in result.output and "Traceback" not in result.output
+
+
+def test_an_index_of_another_model_is_refused_with_a_clear_message(hash_library, tmp_path):
+    fill(tmp_path / "photos", 2)
+    library = hash_library()
+    library.index([tmp_path / "photos"])
+    library.close()
+    with pytest.raises(ModelMismatchError, match="holds vectors of hash-test/none, not other-model"):
+        Library.open(library.directory, model=ModelSpec("other-model", "x"))
+
+
+def test_a_file_that_is_not_a_catalog_is_refused_not_overwritten(tmp_path):
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "catalog.sqlite").write_bytes(b"this is not a database, it is someone's notes" * 100)
+    with pytest.raises(IndexStoreError, match="unreadable"):
+        Library.open(index, model=HASH_SPEC, create=True)
+    assert (index / "catalog.sqlite").read_bytes().startswith(b"this is not a database")

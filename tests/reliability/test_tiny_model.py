@@ -1,0 +1,45 @@
+"""The few reliability checks that need the real (bundled, trained) model and the installed CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.reliability.conftest import rel
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).with_name("clipsearch"))
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    return subprocess.run([CLI, *args], capture_output=True, timeout=timeout, env=env)
+
+
+def test_installed_cli_indexes_a_hostile_library_with_the_bundled_model(hostile, tmp_path):
+    index = str(tmp_path / "index")
+    out = run_cli("index", str(hostile.root), "--index", index, "--model", "clipsearch-tiny", "--json")
+    assert out.returncode == 0, out.stderr.decode()
+    report = json.loads(out.stdout)
+    assert report["indexed"] == len(hostile.good)
+    assert {rel(hostile, os.fsencode(s["path"])) for s in report["skipped"]} == set(hostile.skipped)
+    status = json.loads(run_cli("status", "--index", index, "--json").stdout)
+    assert status["files"] == len(hostile.good) and len(status["skipped"]) == len(hostile.skipped)
+    found = json.loads(run_cli("search", "a red circle", "--index", index, "--top", "100", "--json").stdout)
+    assert len(found) == len(hostile.good) == len({h["path"] for h in found})
+    again = json.loads(run_cli("index", str(hostile.root), "--index", index, "--json").stdout)
+    assert again["indexed"] == 0 and again["skipped"] == []
+
+
+def test_cli_runs_killed_at_random_moments_end_equal_to_a_clean_run_with_the_bundled_model(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "crashloop.py"), "--mode", "cli", "--files", "40", "--kills", "3",
+         "--seed", "8", "--work", str(tmp_path / "loop")],
+        capture_output=True, text=True, timeout=400, cwd=REPO,
+    )
+    summary = json.loads(out.stdout)
+    assert out.returncode == 0 and summary["equal"], summary["problems"]
+    assert summary["kills"] == 3
