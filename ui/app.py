@@ -231,7 +231,7 @@ def build_app(library: Library, settings: AppSettings = AppSettings()) -> gr.Blo
             return _guard(service.original, file_id)
 
         api_original_btn.click(original, api_id, api_file, api_name="original")
-    app.queue(default_concurrency_limit=settings.concurrency)
+    app.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     return app
 
 
@@ -260,6 +260,7 @@ def launch(
         server_name=host,
         server_port=port,
         share=False,
+        state_session_capacity=settings.session_capacity,
         auth=_password_check(password) if password else None,
         auth_message="clipsearch: any user name, and the server's password." if password else None,
         allowed_paths=[str(service.thumbnails.folder)],

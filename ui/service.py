@@ -45,6 +45,12 @@ class AppSettings:
     thumbs_dir: str | None = None  # default <index>/thumbs, or a private temp folder for a read-only index
     columns: int = 5
     concurrency: int = 2  # searches served at once; the model is the bottleneck on small CPUs
+    # Past capacity a request gets a fast "busy" (HTTP 503) instead of waiting in an endless queue: with 24
+    # clients, p95 of the refusals was 145 ms (benchmarks/LOAD.md).
+    queue_size: int = 16
+    # Gradio keeps state per session and every API call is a new session: its default 10,000 sessions let
+    # memory grow ~1 GB over a 10-minute load run; 300 keeps it flat (benchmarks/LOAD.md).
+    session_capacity: int = 300
 
 
 @dataclass(frozen=True)
