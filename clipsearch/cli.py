@@ -70,9 +70,11 @@ def main() -> None:
 @model_options
 @click.option("--workers", type=click.IntRange(0, 64), help="Decode processes (0: decode in this process).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option("--file-timeout", type=click.FloatRange(1, 3600), default=120, show_default=True,
+              help="Seconds one image may take to decode before it is skipped.")
 @JSON_OPTION
 @friendly_errors
-def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, as_json) -> None:
+def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, file_timeout, as_json) -> None:
     """Index photo folders: embed new and changed images, drop deleted ones, follow moved ones.
 
     \b
@@ -89,7 +91,7 @@ def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, 
         library.close()
         library = Library.open(library.directory, model=ModelSpec.parse(None), create=True)
     with library, _progress_bar() as progress:
-        report = library.index(paths, IndexOptions(batch_size=batch_size, workers=workers), progress)
+        report = library.index(paths, IndexOptions(batch_size=batch_size, workers=workers, file_timeout=file_timeout), progress)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
