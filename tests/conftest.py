@@ -5,19 +5,17 @@ Nothing is downloaded and nothing is written into the repository: every on-disk 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from clipsearch import Library, ModelSpec  # noqa: E402
-from clipsearch.decode import PixelSpec  # noqa: E402
+from tests.fakes import HashEmbedder  # noqa: E402,F401  (re-exported for tests)
 
 HELD_OUT_SEED = 424242  # never used in training (tools/train_tiny.py)
 
@@ -64,38 +62,6 @@ def make_library(tmp_path, tiny_spec, tiny_embedder):
         return library
 
     return make
-
-
-class HashEmbedder:
-    """A trivial deterministic embedder with the Embedder interface, for plumbing tests.
-
-    Images map to a unit vector derived from their pixels' mean colour and a hash; texts from a hash.
-    ``calls`` counts how many images were encoded, so tests can prove nothing was re-embedded.
-    """
-
-    dim = 16
-
-    def __init__(self, spec: ModelSpec | None = None):
-        self.spec = spec or ModelSpec("hash-test", "none")
-        self.pixel_spec = PixelSpec(size=32)
-        self.calls = 0
-
-    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        self.calls += len(pixels)
-        return np.stack([self._unit(p.tobytes()) for p in pixels])
-
-    def encode_images(self, images) -> np.ndarray:
-        from clipsearch.decode import resize_and_crop
-
-        return self.encode_pixels(np.stack([resize_and_crop(im, self.pixel_spec) for im in images]))
-
-    def encode_texts(self, texts) -> np.ndarray:
-        return np.stack([self._unit(t.encode()) for t in texts])
-
-    def _unit(self, data: bytes) -> np.ndarray:
-        seed = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-        v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
-        return v / np.linalg.norm(v)
 
 
 @pytest.fixture

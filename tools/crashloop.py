@@ -19,7 +19,6 @@ Prints a JSON summary; exits 1 if anything differs. Only local files are touched
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -34,36 +33,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # for tests.fakes, the deterministic stand-in model
 
-
-class HashEmbedder:
-    """Deterministic stand-in for a model: a unit vector seeded by the pixels (optionally slow, to widen the
-    window in which kills land mid-run)."""
-
-    dim = 16
-
-    def __init__(self, slow: float = 0.0):
-        from clipsearch.decode import PixelSpec
-
-        self.pixel_spec = PixelSpec(size=32)
-        self.slow = slow
-
-    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        time.sleep(self.slow)
-        return np.stack([self._unit(p.tobytes()) for p in pixels])
-
-    def encode_images(self, images) -> np.ndarray:
-        from clipsearch.decode import resize_and_crop
-
-        return self.encode_pixels(np.stack([resize_and_crop(im, self.pixel_spec) for im in images]))
-
-    def encode_texts(self, texts) -> np.ndarray:
-        return np.stack([self._unit(t.encode()) for t in texts])
-
-    def _unit(self, data: bytes) -> np.ndarray:
-        seed = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-        v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
-        return v / np.linalg.norm(v)
+from tests.fakes import HashEmbedder  # noqa: E402
 
 
 def open_library(index: str, embedder: str, slow: float = 0.0, create: bool = False):
@@ -71,7 +43,7 @@ def open_library(index: str, embedder: str, slow: float = 0.0, create: bool = Fa
 
     if embedder == "hash":
         library = Library.open(index, model=ModelSpec("hash-test", "none"), create=create)
-        library.use_embedder(HashEmbedder(slow))
+        library.use_embedder(HashEmbedder(slow=slow))
     else:
         library = Library.open(index, model=None, create=create)  # the model the index was built with
     return library
