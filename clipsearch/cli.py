@@ -91,7 +91,8 @@ def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, 
         library.close()
         library = Library.open(library.directory, model=ModelSpec.parse(None), create=True)
     with library, _progress_bar() as progress:
-        report = library.index(paths, IndexOptions(batch_size=batch_size, workers=workers, file_timeout=file_timeout), progress)
+        options = IndexOptions(batch_size=batch_size, workers=workers, file_timeout=file_timeout)
+        report = library.index(paths, options, progress)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -178,7 +178,7 @@ class Library:
             if self._embedder is None:
                 if self._model is None:
                     raise IndexStoreError(f"the index at {self.directory} is empty and has no model yet")
-                from clipsearch.embed import EmbedOptions, Embedder
+                from clipsearch.embed import Embedder, EmbedOptions
 
                 self._embedder = Embedder.load(self._model, self._embed_options or EmbedOptions())
             return self._embedder

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -76,18 +75,20 @@ def test_invalid_and_malformed_exif_cost_nothing_but_the_rotation():
     assert decode(malformed_exif_jpeg(3)).size == (64, 48)
 
 
-def test_animation_with_thousands_of_frames_decodes_its_first_frame_without_walking_the_rest():
+def test_animation_with_thousands_of_frames_decodes_its_first_frame_without_walking_the_rest(monkeypatch):
     data = animated("GIF", 3000)
-    decode(animated("GIF", 2))  # warm up: plugin registration is not what is measured
-    started = time.perf_counter()
+    from PIL import GifImagePlugin
+
+    seeks = []
+    real_seek = GifImagePlugin.GifImageFile._seek
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "_seek",
+                        lambda self, frame, *a, **k: (seeks.append(frame), real_seek(self, frame, *a, **k))[1])
     image = decode(data)
-    elapsed = time.perf_counter() - started
     first = np.asarray(picture(0, (32, 32)).convert("P", palette=Image.Palette.ADAPTIVE).convert("RGB")).astype(int)
     assert np.abs(np.asarray(image).astype(int) - first).mean() < 12
-    full_walk = time.perf_counter()
-    Image.open(io.BytesIO(data)).n_frames
-    walk = time.perf_counter() - full_walk
-    assert elapsed < walk / 3, (elapsed, walk)
+    assert max(seeks, default=0) <= 1, f"decoding walked to frame {max(seeks)}"
+    Image.open(io.BytesIO(data)).n_frames  # noqa: B018  (the walk we avoid does seek through every frame)
+    assert max(seeks) >= 2999
 
 
 def test_multipage_tiff_gives_its_first_page():
@@ -97,11 +98,15 @@ def test_multipage_tiff_gives_its_first_page():
 
 
 @pytest.mark.parametrize("bomb", ["palette", "header"])
-def test_decompression_bombs_are_refused_quickly_by_their_header(bomb, bomb_bytes):
-    started = time.perf_counter()
+def test_decompression_bombs_are_refused_by_their_header_without_decoding(bomb, bomb_bytes, monkeypatch):
+    from PIL import ImageFile
+
+    def no_decoding(self):
+        raise AssertionError("pixel data was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(ImageError, match="too many pixels"):
         decode(bomb_bytes[bomb])
-    assert time.perf_counter() - started < 1.0
 
 
 def test_pixel_limit_is_the_callers_not_pillows_global():
