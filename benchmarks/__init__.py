@@ -1,0 +1,1 @@
+"""Benchmarks for clipsearch: ``python -m benchmarks`` runs them all (see benchmarks/README.md)."""

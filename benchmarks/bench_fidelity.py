@@ -1,0 +1,130 @@
+"""Every fast path against the reference: cosine of embeddings and top-10 ranking overlap.
+
+Reference = ``EmbedOptions(reference=True)``: ``PIL.Image.open`` + open_clip's ``preprocess`` + ``encode_image``,
+``encode_text`` at the full context length. Each fast path is what the indexer and queries really run: pixels from
+the decode workers' function (``decode.load_pixels``: reduced JPEG decoding + resize) through one image backend,
+and the trimmed text path. Ranking overlap = |top-10 fast ∩ top-10 reference| / 10, averaged over the queries:
+every distinct caption of the held-out scenes (text → image) and every scene (image → image).
+
+Models: the bundled trained clipsearch-tiny (its held-out scenes, seed 424242) when its weights are there, and
+ViT-B-32 with random weights on the same scenes. A reduced-precision path may be a default only with a text →
+image overlap ≥ 0.95 on the tiny model; an fp32-equivalent path needs cosine ≥ 0.9999.
+
+    python -m benchmarks.bench_fidelity
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from benchmarks import _common
+
+HELD_OUT_SEED = 424242  # never used in training (tools/train_tiny.py)
+BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
+
+
+def overlap_at_k(reference: np.ndarray, fast: np.ndarray, k: int = 10, skip_self: bool = False) -> float:
+    """Mean |top-k(reference) ∩ top-k(fast)| / k over the rows of two score matrices."""
+    total = 0.0
+    for ref_row, fast_row in zip(reference, fast):
+        if skip_self:
+            ref_row, fast_row = ref_row[1:], fast_row[1:]
+        a = set(np.argsort(-ref_row, kind="stable")[:k].tolist())
+        b = set(np.argsort(-fast_row, kind="stable")[:k].tolist())
+        total += len(a & b) / k
+    return total / len(reference)
+
+
+def scenes(count: int) -> tuple[list[str], list[str]]:
+    from clipsearch.synthetic import generate_library
+
+    folder = _common.work_dir() / f"held-out-scenes-{count}-seed{HELD_OUT_SEED}"
+    marker = folder / "captions.jsonl"
+    if marker.is_file():
+        records = [json.loads(line) for line in marker.read_text().splitlines()]
+    else:
+        records = generate_library(folder, count, HELD_OUT_SEED)
+    return [str(folder / r["file"]) for r in records], [r["caption"] for r in records]
+
+
+def compare(model: str, checkpoint: str | None, count: int) -> list[dict]:
+    """Rows of (path, cosine min/mean, text→image and image→image top-10 overlap) for one model."""
+    from PIL import Image
+
+    from clipsearch.decode import load_pixels
+    from clipsearch.embed import Embedder, EmbedOptions
+    from clipsearch.models import ModelSpec
+
+    spec = ModelSpec.parse(model, checkpoint=checkpoint)
+    paths, captions = scenes(count)
+    queries = sorted(set(captions))
+    reference = Embedder.load(spec, EmbedOptions(reference=True))
+    ref_images = np.concatenate([
+        reference.encode_images([Image.open(p).convert("RGB") for p in paths[i : i + 32]])
+        for i in range(0, len(paths), 32)
+    ])
+    ref_texts = reference.encode_texts(queries)
+    ref_t2i, ref_i2i = ref_texts @ ref_images.T, ref_images @ ref_images.T
+
+    rows = []
+
+    def add(path: str, images: np.ndarray, texts: np.ndarray) -> None:
+        cos = np.sum(images * ref_images, axis=1)
+        rows.append({
+            "model": model, "path": path,
+            "image_cos_min": float(cos.min()), "image_cos_mean": float(cos.mean()),
+            "text_cos_min": float(np.min(np.sum(texts * ref_texts, axis=1))),
+            "t2i_overlap": overlap_at_k(ref_t2i, texts @ images.T),
+            "i2i_overlap": overlap_at_k(ref_i2i, images @ images.T),
+        })
+
+    default = Embedder.load(spec)
+    texts = default.encode_texts(queries)
+    add(f"text: trimmed to real length, {default.text_backend} (auto's choice); images: reference",
+        ref_images, texts)
+    int8_text = Embedder.load(spec, EmbedOptions(text_backend="torch-int8")).encode_texts(queries)
+    add("text: trimmed + torch-int8 Linear layers; images: reference", ref_images, int8_text)
+    torch_default = Embedder.load(spec, EmbedOptions(image_backend="torch"))
+    same = np.concatenate([torch_default.encode_images([Image.open(p).convert("RGB") for p in paths[i : i + 32]])
+                           for i in range(0, len(paths), 32)])
+    add("encode_images (own resize, no draft), torch fp32", same, texts)
+    for backend in BACKENDS:
+        embedder = Embedder.load(spec, EmbedOptions(image_backend=backend))
+        pixels = np.stack([load_pixels(p, embedder.pixel_spec) for p in paths])
+        images = np.concatenate([embedder.encode_pixels(pixels[i : i + 32]) for i in range(0, len(paths), 32)])
+        chosen = " (auto's choice)" if backend == default.image_backend else ""
+        add(f"indexing: worker pixels (JPEG draft) + {backend}{chosen}", images, texts)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=120, help="held-out scenes (default 120)")
+    parser.add_argument("--vit-count", type=int, default=48, help="scenes for the (slow) ViT-B-32 rows")
+    args = parser.parse_args(argv)
+    rows = []
+    tiny = _common.tiny_spec()
+    if tiny is not None:
+        rows += _common.run_isolated("benchmarks.bench_fidelity", "compare", model="clipsearch-tiny",
+                                     checkpoint=None, count=args.count)
+    vit = _common.vit_b32_spec()
+    rows += _common.run_isolated("benchmarks.bench_fidelity", "compare", model="ViT-B-32",
+                                 checkpoint=vit.checkpoint, count=min(args.count, args.vit_count))
+    table = [[r["model"], r["path"], r["image_cos_min"], r["image_cos_mean"], r["text_cos_min"],
+              r["t2i_overlap"], r["i2i_overlap"]] for r in rows]
+    note = None if tiny is not None else "clipsearch-tiny weights not there yet: only the random ViT-B-32 rows."
+    return _common.print_table(
+        f"Fidelity against the reference path (held-out scenes, seed {HELD_OUT_SEED}: {args.count} for the "
+        f"tiny model, {min(args.count, args.vit_count)} for ViT-B-32)",
+        ["model", "fast path", "image cos min", "image cos mean", "text cos min", "top-10 overlap text→image",
+         "top-10 overlap image→image"],
+        table,
+        note=note,
+    )
+
+
+if __name__ == "__main__":
+    main()

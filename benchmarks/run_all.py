@@ -1,0 +1,51 @@
+"""Run every benchmark and print their tables: ``python -m benchmarks`` (about 10 minutes on 2 cores).
+
+    python -m benchmarks                 # default sizes
+    python -m benchmarks --full          # full sizes: 400 photos + sweep, 10k/100k/1M vectors, 50k files
+    python -m benchmarks --only query rescan
+    python -m benchmarks --markdown results.md   # also write the tables to a file
+
+Each benchmark measures its baseline in the same run, in fresh processes, so ratios hold on a busy machine
+better than absolute figures do. Generated folders and checkpoints are cached in $CLIPSEARCH_BENCH_DIR
+(default /tmp/clipsearch-bench); exported ONNX towers in the user cache ($CLIPSEARCH_CACHE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from benchmarks import bench_fidelity, bench_index, bench_query, bench_rescan
+
+ORDER = ("fidelity", "rescan", "query", "index")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="full sizes (about 30-40 minutes)")
+    parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER))
+    parser.add_argument("--markdown", help="also write every table to this file")
+    args = parser.parse_args(argv)
+    runs = {
+        "fidelity": lambda: bench_fidelity.main([]),
+        "rescan": lambda: bench_rescan.main(["--count", "50000"] if args.full else []),
+        "query": lambda: bench_query.main(["--sizes", "10000", "100000", "1000000"] if args.full else []),
+        "index": lambda: bench_index.main(["--full", "--sweep"] if args.full else []),
+    }
+    tables = []
+    started = time.monotonic()
+    for name in ORDER:
+        if name in args.only:
+            began = time.monotonic()
+            tables.append(runs[name]())
+            print(f"[{name}: {time.monotonic() - began:.0f} s]\n", file=sys.stderr, flush=True)
+    print(f"[all: {time.monotonic() - started:.0f} s]", file=sys.stderr)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(tables))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
