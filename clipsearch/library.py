@@ -148,13 +148,17 @@ class Library:
         stored = catalog.get_json("model")
         if stored is not None:
             stored_spec = ModelSpec.from_dict(stored["spec"])
-            if model is not None and model.identity() != stored["identity"]:
+            if model is not None and model.identity() != stored["identity"] and catalog.counts()["files"] == 0:
+                # no vectors yet (say, the first model's weights never loaded): nothing to mix, take the new one
+                catalog.set_json("model", {"spec": model.to_dict(), "identity": model.identity()})
+            elif model is not None and model.identity() != stored["identity"]:
                 catalog.close()
                 raise ModelMismatchError(
                     f"the index at {path} holds vectors of {stored_spec.label}, not {model.label}; vectors of two "
                     "models cannot be mixed. Use another --index folder for the new model, or omit --model."
                 )
-            model = stored_spec
+            else:
+                model = stored_spec
         return cls(path, catalog, model, embed_options)
 
     def close(self) -> None:
@@ -202,11 +206,10 @@ class Library:
         with _write_lock(self.directory):
             writer = Catalog.open(str(self.directory / CATALOG_FILE))
             try:
-                embedder = self.embedder
                 if writer.get_json("model") is None:
                     writer.set_json("model", {"spec": self._model.to_dict(), "identity": self._model.identity()})
                 writer.add_roots(roots)
-                report = index_roots(writer, embedder, roots, options, progress)
+                report = index_roots(writer, lambda: self.embedder, roots, options, progress)
             finally:
                 writer.close()
             self._refresh_vectors(save=True)

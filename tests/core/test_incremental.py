@@ -171,3 +171,25 @@ def test_date_filters_far_in_the_future_do_not_overflow(library, photos):
     library.index([photos])
     assert len(library.search("x", top_k=10, where=SearchFilter(since=0, until=1e12))) == 6
     assert library.search("x", top_k=10, where=SearchFilter(since=1e12)) == []
+
+
+def test_rerun_over_an_unchanged_library_never_loads_the_model(tmp_path, photos):
+    first = Library.open(tmp_path / "index", model=HASH_SPEC, create=True)
+    first.use_embedder(HashEmbedder(HASH_SPEC))
+    first.index([photos])
+    first.close()
+    again = Library.open(tmp_path / "index")  # no embedder handed in: loading "hash-test" would fail
+    report = again.index()
+    assert report.unchanged == 6 and again._embedder is None
+    again.close()
+
+
+def test_an_index_without_vectors_may_switch_model(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    first = Library.open(tmp_path / "index", model=ModelSpec.parse("ViT-B-32"), create=True)
+    first.index([empty])  # nothing to embed: the model is never loaded, only recorded
+    first.close()
+    switched = Library.open(tmp_path / "index", model=HASH_SPEC)
+    assert switched.model == HASH_SPEC
+    switched.close()
