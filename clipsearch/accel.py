@@ -29,8 +29,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-IMAGE_BACKENDS = ("auto", "torch", "torch-int8", "onnx", "onnx-int8")
-TEXT_BACKENDS = ("auto", "torch", "torch-int8")
+from clipsearch.models import IMAGE_BACKENDS, TEXT_BACKENDS  # noqa: E402  (torch-free home, for the CLI)
 # Below this many image-tower parameters the model is already cheap next to decoding; keep it in plain torch.
 AUTO_MIN_PARAMETERS = 20_000_000
 CACHE_FORMAT = 2

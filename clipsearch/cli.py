@@ -33,6 +33,26 @@ def model_options(func: Callable) -> Callable:
     return func
 
 
+def engine_options(func: Callable) -> Callable:
+    """--device / --image-backend / --text-backend / --reference: how the model runs (never what it computes)."""
+    from clipsearch.models import IMAGE_BACKENDS, TEXT_BACKENDS
+
+    func = click.option("--reference", is_flag=True,
+                        help="Plain open_clip everywhere (no fast paths): the ground truth the fast paths are tested "
+                        "against.")(func)
+    func = click.option("--text-backend", type=click.Choice(TEXT_BACKENDS), default="auto", show_default=True)(func)
+    func = click.option("--image-backend", type=click.Choice(IMAGE_BACKENDS), default="auto", show_default=True,
+                        help="auto: ONNX Runtime int8 for large image towers on CPU, else torch.")(func)
+    func = click.option("--device", help="torch device, e.g. cpu or cuda:0 (default: CUDA when present).")(func)
+    return func
+
+
+def _embed_options(device, image_backend, text_backend, reference):
+    from clipsearch.embed import EmbedOptions
+
+    return EmbedOptions(device=device, reference=reference, image_backend=image_backend, text_backend=text_backend)
+
+
 def friendly_errors(func: Callable) -> Callable:
     """Turn library errors into one line on stderr and exit code 1; never a traceback."""
 
@@ -72,9 +92,11 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
 @click.option("--file-timeout", type=click.FloatRange(1, 3600), default=120, show_default=True,
               help="Seconds one image may take to decode before it is skipped.")
+@engine_options
 @JSON_OPTION
 @friendly_errors
-def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, file_timeout, as_json) -> None:
+def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, file_timeout, device, image_backend,
+          text_backend, reference, as_json) -> None:
     """Index photo folders: embed new and changed images, drop deleted ones, follow moved ones.
 
     \b
@@ -86,10 +108,11 @@ def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, 
     from clipsearch.models import ModelSpec
 
     spec = ModelSpec.parse(model, pretrained, checkpoint) if (model or checkpoint or pretrained) else None
-    library = Library.open(index_dir, model=spec, create=True)
+    engine = _embed_options(device, image_backend, text_backend, reference)
+    library = Library.open(index_dir, model=spec, create=True, embed_options=engine)
     if library.model is None:  # a new index: the default model
         library.close()
-        library = Library.open(library.directory, model=ModelSpec.parse(None), create=True)
+        library = Library.open(library.directory, model=ModelSpec.parse(None), create=True, embed_options=engine)
     with library, _progress_bar() as progress:
         options = IndexOptions(batch_size=batch_size, workers=workers, file_timeout=file_timeout)
         report = library.index(paths, options, progress)
@@ -114,9 +137,10 @@ def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, 
 @click.option("--top", "top_k", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option("--min-score", type=float, help="Hide results below this cosine similarity.")
 @click.option("--folder", type=click.Path(), help="Only results under this folder.")
+@engine_options
 @JSON_OPTION
 @friendly_errors
-def search(query, index_dir, top_k, min_score, folder, as_json) -> None:
+def search(query, index_dir, top_k, min_score, folder, device, image_backend, text_backend, reference, as_json) -> None:
     """Search by words, example images, or both, combined with + and - and weights.
 
     \b
@@ -127,7 +151,8 @@ def search(query, index_dir, top_k, min_score, folder, as_json) -> None:
     """
     from clipsearch.library import Library, SearchFilter
 
-    with Library.open(index_dir) as library:
+    engine = _embed_options(device, image_backend, text_backend, reference)
+    with Library.open(index_dir, embed_options=engine) as library:
         hits = library.search(list(query), top_k=top_k, min_score=min_score, where=SearchFilter(folder=folder))
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
@@ -214,17 +239,22 @@ def demo(demo_dir, count, serve, host, port) -> None:
               help="Address to listen on. Anything but loopback needs --password.")
 @click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
 @click.option("--password", envvar="CLIPSEARCH_PASSWORD", help="Required when listening beyond this machine.")
+@engine_options
 @friendly_errors
-def serve(index_dir, host, port, password) -> None:
+def serve(index_dir, host, port, password, device, image_backend, text_backend, reference) -> None:
     """Open the web app on an index.
 
     \b
     Example:
       clipsearch serve --index ~/photo-index --port 7860
     """
+    # One thread per request beats thread pools fighting over 2 cores under concurrent queries (DESIGN.md); it
+    # must be set before torch or faiss is imported, which is why only this outermost shell does it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     from clipsearch.library import Library
 
-    _serve(Library.open(index_dir), host, port, password)
+    engine = _embed_options(device, image_backend, text_backend, reference)
+    _serve(Library.open(index_dir, embed_options=engine), host, port, password)
 
 
 def _serve(library, host: str, port: int, password: str | None) -> None:

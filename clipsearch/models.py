@@ -14,6 +14,9 @@ from pathlib import Path
 from clipsearch.errors import ModelError
 
 TINY_MODEL = "clipsearch-tiny"
+# How the towers may run (clipsearch.accel); "auto" picks by measurement, see benchmarks/RESULTS.md.
+IMAGE_BACKENDS = ("auto", "torch", "torch-int8", "onnx", "onnx-int8")
+TEXT_BACKENDS = ("auto", "torch", "torch-int8")
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 PACKAGE_DIR = Path(__file__).resolve().parent

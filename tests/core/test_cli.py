@@ -158,3 +158,12 @@ def test_help_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "search" in out.stdout and "index" in out.stdout
+
+
+def test_reference_path_gives_the_same_ranking(indexed):
+    _, index_dir, _ = indexed
+    fast = run("search", "a large green star", "--index", index_dir, "--json", "--top", "5")
+    plain = run("search", "a large green star", "--index", index_dir, "--json", "--top", "5", "--reference",
+                "--text-backend", "torch")
+    assert fast.exit_code == 0 and plain.exit_code == 0, plain.output
+    assert [h["path"] for h in json.loads(fast.stdout)] == [h["path"] for h in json.loads(plain.stdout)]
