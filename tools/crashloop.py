@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     _, clean_seconds = run_once(command(args, work / "clean"), None, args.timeout)
     problems = compare(args, work / "clean", work / "crashed")
     summary = {
-        "files": args.files, "mode": args.mode, "embedder": args.embedder, "kills": kills, "kills_after_a_commit": after_commit,
+        "files": args.files, "mode": args.mode, "embedder": args.embedder, "kills": kills,
+        "kills_after_a_commit": after_commit,
         "attempts": attempts, "folder_changes": cycles,
         "clean_run_s": round(clean_seconds, 2), "final_run_s": round(final_seconds, 2),
         "loop_s": round(time.monotonic() - started, 1), "rows": len(catalog_rows(work / "clean")),

@@ -156,7 +156,8 @@ def make_hostile_library(root: Path, bombs: dict[str, bytes] | None = None) -> E
     bad("broken/truncated.png", valid_png[: len(valid_png) // 2], "truncated")
     bad("broken/zero-bytes.jpg", b"", "empty file")
     bad("broken/text.jpg", b"just some text, not a picture\n", "not a readable image")
-    bad("broken/page.jpg", b"<!doctype html><html><body><script>alert(1)</script></body></html>", "not a readable image")
+    page = b"<!doctype html><html><body><script>alert(1)</script></body></html>"
+    bad("broken/page.jpg", page, "not a readable image")
     bad("broken/drawing.jpg", b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>', "not a readable image")
     bad("broken/postscript.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "not a readable image")
     bombs = bombs or {}
