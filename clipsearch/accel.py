@@ -30,6 +30,7 @@ import torch
 log = logging.getLogger(__name__)
 
 from clipsearch.models import IMAGE_BACKENDS, TEXT_BACKENDS  # noqa: E402,F401  (torch-free home, for the CLI)
+
 # Below this many image-tower parameters the model is already cheap next to decoding; keep it in plain torch.
 AUTO_MIN_PARAMETERS = 20_000_000
 CACHE_FORMAT = 2
