@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-log = logging.getLogger(__name__)
+from clipsearch.models import IMAGE_BACKENDS, TEXT_BACKENDS  # noqa: F401  (their torch-free home, for the CLI)
 
-from clipsearch.models import IMAGE_BACKENDS, TEXT_BACKENDS  # noqa: E402,F401  (torch-free home, for the CLI)
+log = logging.getLogger(__name__)
 
 # Below this many image-tower parameters the model is already cheap next to decoding; keep it in plain torch.
 AUTO_MIN_PARAMETERS = 20_000_000
