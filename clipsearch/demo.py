@@ -13,7 +13,8 @@ from clipsearch.library import REPO_INDEX_DIR, Library, default_index_dir
 from clipsearch.models import TINY_MODEL, ModelSpec
 
 DEMO_SEED = 2026
-DEMO_QUERIES = ("a red circle", "a large blue square on the left", "star + yellow", "circle - red")
+# What the bundled model knows well: colours (in front or behind), sizes, whole descriptions, and arithmetic.
+DEMO_QUERIES = ("red", "a blue background", "yellow - small", "a large white shape + 0.5:a green background")
 
 
 @dataclass
@@ -51,7 +52,8 @@ def run_demo(
     echo(f"indexing with the bundled model {TINY_MODEL} into {library.directory} ...")
     report = library.index([photos], progress=progress)
     echo(f"indexed {report.indexed}, unchanged {report.unchanged}, skipped {len(report.skipped)}")
-    examples = [*DEMO_QUERIES, str(photos / sorted(captions)[0])]
+    first = sorted(captions)[0]
+    examples = [*DEMO_QUERIES, captions[sorted(captions)[1]], str(photos / first)]
     for query in examples:
         echo(f"\nsearch: {query}" + (f"   (caption: {captions[Path(query).name]})" if query.endswith(
             (".jpg", ".png")) else ""))

@@ -5,7 +5,7 @@ open_clip CLIP (clipsearch/model_configs/clipsearch-tiny.json) trained from scra
 scenes. The run is repeatable from its seed; it ends by measuring text->image recall on a freshly generated
 library (JPEG/PNG files of assorted sizes, decoded with PIL like any user's photos) and a few behaviour checks.
 
-    .venv/bin/python tools/train_tiny.py --seed 0 --steps 900 --batch-size 128
+    .venv/bin/python tools/train_tiny.py --seed 0 --steps 800 --batch-size 128
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,12 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # so a plain checkout runs it without installing clipsearch
 
-from clipsearch.synthetic import (
+from clipsearch.synthetic import (  # noqa: E402
+    COLOURS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    TEXTURES,
     Scene,
     caption,
     generate_library,
@@ -55,6 +60,7 @@ class TrainOptions:
     weight_decay: float
     warmup_steps: int
     pool_size: int
+    group_size: int
     partial_caption_rate: float
     eval_count: int
     out: Path
@@ -70,15 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{MODEL_NAME}: {sum(p.numel() for p in model.parameters()):,} parameters; preprocess {preprocess}")
 
     started = time.time()
-    scenes, images = render_training_pool(options.pool_size, options.seed, preprocess)
+    scenes, images = render_training_pool(options.pool_size, options.seed, options.group_size, preprocess)
     print(f"rendered {len(scenes)} training images in {time.time() - started:.0f}s")
 
     train(model, tokenizer, scenes, images, options)
     train_seconds = time.time() - started
     save_checkpoint(model, options)
-    print(
-        f"trained in {train_seconds / 60:.1f} min; saved {options.out} ({options.out.stat().st_size / 1e6:.1f} MB)"
-    )
+    print(f"trained in {train_seconds / 60:.1f} min; saved {options.out} ({options.out.stat().st_size / 1e6:.1f} MB)")
 
     report = evaluate(model, tokenizer, preprocess, options)
     print(json.dumps(report, indent=2))
@@ -87,16 +91,22 @@ def main(argv: list[str] | None = None) -> None:
 def parse_options(argv: list[str] | None) -> TrainOptions:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=900)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--warmup-steps", type=int, default=50)
-    parser.add_argument("--pool-size", type=int, default=60_000, help="training images rendered up front")
+    parser.add_argument("--pool-size", type=int, default=32_000, help="training images rendered up front")
+    parser.add_argument(
+        "--group-size",
+        type=int,
+        default=4,
+        help="scenes per group of near twins (one attribute changed) that share a batch",
+    )
     parser.add_argument(
         "--partial-caption-rate",
         type=float,
-        default=0.25,
+        default=0.5,
         help="share of captions cut down to a few attributes, e.g. 'red circle'",
     )
     parser.add_argument("--eval-count", type=int, default=500, help="held-out library size")
@@ -110,6 +120,7 @@ def parse_options(argv: list[str] | None) -> TrainOptions:
         weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps,
         pool_size=args.pool_size,
+        group_size=args.group_size,
         partial_caption_rate=args.partial_caption_rate,
         eval_count=args.eval_count,
         out=args.out,
@@ -127,10 +138,26 @@ def _init_worker(preprocess) -> None:
     torch.set_num_threads(1)
 
 
-def _render_training_image(job: tuple[int, int]) -> tuple[Scene, np.ndarray]:
-    seed, index = job
+# Which attribute a twin changes: mostly the shape, the attribute a small ViT is slowest to pick up.
+_TWIN_WEIGHTS = {"shape": 5, "colour": 2, "position": 1, "size": 1, "texture": 1, "background": 1}
+
+
+def scene_twin(scene: Scene, rng: random.Random) -> Scene:
+    """The scene with one attribute changed, a hard negative that only that attribute tells apart."""
+    attribute = rng.choices(list(_TWIN_WEIGHTS), weights=list(_TWIN_WEIGHTS.values()))[0]
+    if attribute in ("colour", "background"):
+        taken = {scene.colour, scene.background}
+        return replace(scene, **{attribute: rng.choice([c for c in COLOURS if c not in taken])})
+    values = {"shape": SHAPES, "position": POSITIONS, "size": SIZES, "texture": TEXTURES}[attribute]
+    return replace(scene, **{attribute: rng.choice([v for v in values if v != getattr(scene, attribute)])})
+
+
+def _render_training_image(job: tuple[int, int, int]) -> tuple[Scene, np.ndarray]:
+    seed, index, group_size = job
+    scene = random_scene(random.Random(f"train:{seed}:group:{index // group_size}"))
     rng = random.Random(f"train:{seed}:{index}")
-    scene = random_scene(rng)
+    if index % group_size:
+        scene = scene_twin(scene, rng)
     short = rng.randint(72, 200)
     long = round(short * rng.choice((1.0, 1.0, 4 / 3, 3 / 2, 16 / 9)))
     image = render(scene, (long, short) if rng.random() < 0.5 else (short, long), rng)
@@ -141,9 +168,12 @@ def _render_training_image(job: tuple[int, int]) -> tuple[Scene, np.ndarray]:
     return scene, _worker_preprocess(image).numpy().astype(np.float16)
 
 
-def render_training_pool(count: int, seed: int, preprocess) -> tuple[list[Scene], torch.Tensor]:
-    """Render and preprocess `count` scenes on every core; the same seed gives the same pool."""
-    jobs = [(seed, index) for index in range(count)]
+def render_training_pool(count: int, seed: int, group_size: int, preprocess) -> tuple[list[Scene], torch.Tensor]:
+    """Render and preprocess `count` scenes on every core, in consecutive groups of near twins.
+
+    The same seed gives the same pool.
+    """
+    jobs = [(seed, index, group_size) for index in range(count)]
     with multiprocessing.get_context("fork").Pool(THREADS, _init_worker, (preprocess,)) as pool:
         results = pool.map(_render_training_image, jobs, chunksize=256)
     scenes = [scene for scene, _ in results]
@@ -151,11 +181,31 @@ def render_training_pool(count: int, seed: int, preprocess) -> tuple[list[Scene]
     return scenes, images
 
 
+# The shapes of query people type: "red circle", "a circle on the left", "striped blue background", ...
+QUERY_FORMS = (
+    ("colour", "shape"),
+    ("colour", "shape"),
+    ("shape",),
+    ("colour",),
+    ("size", "colour", "shape"),
+    ("colour", "shape", "position"),
+    ("shape", "position"),
+    ("size", "shape"),
+    ("texture", "background"),
+    ("background",),
+    ("colour", "shape", "background"),
+)
+
+
 def partial_caption(scene: Scene, rng: random.Random) -> str:
-    """A query-like caption naming only some attributes: "red circle", "a small star at the top", ..."""
-    keep = set(
-        rng.sample(("size", "colour", "shape", "position", "texture", "background"), rng.randint(1, 3))
-    )
+    """A query-like caption naming only some attributes: "red circle", "a small star at the top", ...
+
+    Half follow the common query shapes above, half a random subset of attributes.
+    """
+    if rng.random() < 0.5:
+        keep = set(rng.choice(QUERY_FORMS))
+    else:
+        keep = set(rng.sample(("size", "colour", "shape", "position", "texture", "background"), rng.randint(1, 3)))
     words = [getattr(scene, name) for name in ("size", "colour") if name in keep]
     if "shape" in keep or words or "position" in keep:
         words.append(scene.shape if "shape" in keep else "shape")
@@ -190,19 +240,20 @@ def train(model, tokenizer, scenes: list[Scene], images: torch.Tensor, options: 
     loss_fn = open_clip.ClipLoss()
     rng = random.Random(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
-    order = torch.randperm(len(scenes), generator=generator)
+    # Whole groups of twins go into a batch together, so the loss can only be lowered by telling them apart.
+    groups = torch.arange(len(scenes)).reshape(-1, options.group_size)
+    groups_per_batch = options.batch_size // options.group_size
+    order = torch.randperm(len(groups), generator=generator)
     cursor = 0
     model.train()
     started = time.time()
     for step in range(options.steps):
-        if cursor + options.batch_size > len(order):
-            order, cursor = torch.randperm(len(scenes), generator=generator), 0
-        batch = order[cursor : cursor + options.batch_size]
-        cursor += options.batch_size
+        if cursor + groups_per_batch > len(order):
+            order, cursor = torch.randperm(len(groups), generator=generator), 0
+        batch = groups[order[cursor : cursor + groups_per_batch]].flatten()
+        cursor += groups_per_batch
         texts = [
-            partial_caption(scenes[i], rng)
-            if rng.random() < options.partial_caption_rate
-            else caption(scenes[i])
+            partial_caption(scenes[i], rng) if rng.random() < options.partial_caption_rate else caption(scenes[i])
             for i in batch.tolist()
         ]
         for group in optimizer.param_groups:
@@ -259,9 +310,7 @@ def evaluate(model, tokenizer, preprocess, options: TrainOptions) -> dict:
     # A query counts as found when an image with exactly its caption is in the top k (a few captions repeat).
     text_features = embed_texts(model, tokenizer, captions)
     ranking = (text_features @ image_features.T).argsort(dim=1, descending=True)
-    same = torch.tensor(
-        [[captions[j] == captions[i] for j in range(len(captions))] for i in range(len(captions))]
-    )
+    same = torch.tensor([[captions[j] == captions[i] for j in range(len(captions))] for i in range(len(captions))])
     found = torch.gather(same, 1, ranking)
     recall = {f"R@{k}": round(found[:, :k].any(dim=1).float().mean().item(), 3) for k in (1, 5, 10)}
 
