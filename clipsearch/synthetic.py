@@ -44,14 +44,15 @@ _POSITION_PHRASES = {
 }
 # Shape centre as a fraction of the central square of the image (x, y).
 _POSITION_CENTRES = {
-    "left": (0.27, 0.5),
-    "right": (0.73, 0.5),
-    "top": (0.5, 0.27),
-    "bottom": (0.5, 0.73),
+    "left": (0.28, 0.5),
+    "right": (0.72, 0.5),
+    "top": (0.5, 0.28),
+    "bottom": (0.5, 0.72),
     "centre": (0.5, 0.5),
 }
-# Shape radius as a fraction of the image's shorter side.
-_SIZE_RADII = {"small": (0.09, 0.11), "large": (0.20, 0.23)}
+# Shape radius as a fraction of the image's shorter side: a small shape still spans about 18 of the model's
+# 64 pixels, enough to tell a star from a circle.
+_SIZE_RADII = {"small": (0.13, 0.15), "large": (0.23, 0.26)}
 
 _SUPERSAMPLE = 2  # the shape is drawn at 2x and scaled down, which anti-aliases its edges
 

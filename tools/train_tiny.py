@@ -100,8 +100,9 @@ def parse_options(argv: list[str] | None) -> TrainOptions:
     parser.add_argument(
         "--group-size",
         type=int,
-        default=4,
-        help="scenes per group of near twins (one attribute changed) that share a batch",
+        default=1,
+        help="scenes per group of near twins (one attribute changed) that share a batch; 1: no twins,"
+        " as the bundled checkpoint was trained (4 is experimental)",
     )
     parser.add_argument(
         "--partial-caption-rate",
@@ -154,10 +155,13 @@ def scene_twin(scene: Scene, rng: random.Random) -> Scene:
 
 def _render_training_image(job: tuple[int, int, int]) -> tuple[Scene, np.ndarray]:
     seed, index, group_size = job
-    scene = random_scene(random.Random(f"train:{seed}:group:{index // group_size}"))
     rng = random.Random(f"train:{seed}:{index}")
-    if index % group_size:
-        scene = scene_twin(scene, rng)
+    if group_size == 1:
+        scene = random_scene(rng)
+    else:
+        scene = random_scene(random.Random(f"train:{seed}:group:{index // group_size}"))
+        if index % group_size:
+            scene = scene_twin(scene, rng)
     short = rng.randint(72, 200)
     long = round(short * rng.choice((1.0, 1.0, 4 / 3, 3 / 2, 16 / 9)))
     image = render(scene, (long, short) if rng.random() < 0.5 else (short, long), rng)
