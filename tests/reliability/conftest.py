@@ -5,7 +5,11 @@ Most tests use the deterministic ``HashEmbedder`` (plumbing); none needs the tra
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +58,17 @@ def catalog_paths(library: Library) -> dict[bytes, tuple[str, str | None]]:
 def rel(expected: Expected, path: bytes) -> bytes:
     return os.path.relpath(path, os.fsencode(expected.root))
 
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_crashloop(work: Path, *args: str, timeout: int) -> dict:
+    """Run tools/crashloop.py (kill indexing runs at random, restart, compare with a clean run); its summary."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "crashloop.py"), *args, "--work", str(work)],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+    )
+    summary = json.loads(out.stdout)
+    assert out.returncode == 0 and summary["equal"], summary["problems"]
+    return summary

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -18,7 +17,7 @@ import pytest
 from clipsearch import IndexOptions, IndexStoreError, Library
 from clipsearch.library import VECTORS_FILE
 from clipsearch.vectors import MAGIC, VectorIndex
-from tests.reliability.conftest import HASH_SPEC, catalog_paths
+from tests.reliability.conftest import HASH_SPEC, catalog_paths, run_crashloop
 from tests.reliability.hostile import encoded, picture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,13 +30,8 @@ def fill(root: Path, count: int, start: int = 0) -> None:
 
 
 def test_crash_loop_of_sigkilled_runs_ends_equal_to_a_clean_run(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "crashloop.py"), "--files", "60", "--kills", "6", "--seed", "5",
-         "--slow", "0.05", "--work", str(tmp_path / "loop")],
-        capture_output=True, text=True, timeout=200, cwd=REPO,
-    )
-    summary = json.loads(out.stdout)
-    assert out.returncode == 0 and summary["equal"], summary["problems"]
+    summary = run_crashloop(tmp_path / "loop", "--files", "60", "--kills", "6", "--seed", "5", "--slow", "0.05",
+                            timeout=200)
     assert summary["kills"] == 6 and summary["kills_after_a_commit"] >= 1
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.reliability.conftest import rel
+from tests.reliability.conftest import rel, run_crashloop
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("clipsearch"))
@@ -35,11 +35,6 @@ def test_installed_cli_indexes_a_hostile_library_with_the_bundled_model(hostile,
 
 
 def test_cli_runs_killed_at_random_moments_end_equal_to_a_clean_run_with_the_bundled_model(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "crashloop.py"), "--mode", "cli", "--files", "40", "--kills", "3",
-         "--seed", "8", "--work", str(tmp_path / "loop")],
-        capture_output=True, text=True, timeout=400, cwd=REPO,
-    )
-    summary = json.loads(out.stdout)
-    assert out.returncode == 0 and summary["equal"], summary["problems"]
+    summary = run_crashloop(tmp_path / "loop", "--mode", "cli", "--files", "40", "--kills", "3", "--seed", "8",
+                            timeout=400)
     assert summary["kills"] == 3
