@@ -216,12 +216,6 @@ class Catalog:
         values = self._db.execute("SELECT vector FROM files WHERE id = ? AND status = 'ok'", (file_id,)).fetchone()
         return np.frombuffer(values[0], dtype=np.float32).copy() if values and values[0] else None
 
-    def find_by_content(self, size: int, digest: str) -> list[FileRow]:
-        rows = self._db.execute(
-            f"SELECT {_ROW_COLUMNS} FROM files WHERE size = ? AND digest = ? AND status = 'ok'", (size, digest)
-        )
-        return [_row(r) for r in rows]
-
     def store_embedded(self, batch: Iterable[Embedded]) -> None:
         """Insert or replace embedded files, all in one transaction."""
         now = time.time()

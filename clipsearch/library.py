@@ -222,8 +222,10 @@ class Library:
     # -- searching ----------------------------------------------------------------------------------------
     def encode_query(self, query: str | Sequence[str] | Sequence[Term]) -> np.ndarray:
         """Parse (if needed) and encode a query into one unit vector."""
-        terms = list(query) if query and isinstance(query, (list, tuple)) and isinstance(query[0], Term) else None
-        terms = terms or parse_query(query)
+        if isinstance(query, (list, tuple)) and query and all(isinstance(t, Term) for t in query):
+            terms = list(query)
+        else:
+            terms = parse_query(query)
         vectors = []
         for term in terms:
             if term.kind == "text":

@@ -115,16 +115,6 @@ class Thumbnails:
         self._remove_stale(row, path)
         return path
 
-    def make_many(self, rows, roots: list[str]) -> list[tuple[str, str]]:
-        """Make the missing gallery thumbnails of ``rows`` (e.g. after indexing); return the failures."""
-        failures = []
-        for row in rows:
-            try:
-                self.get(row, roots)
-            except ImageError as exc:
-                failures.append((row.path, str(exc)))
-        return failures
-
     def _remove_stale(self, row: FileRow, keep: Path) -> None:
         for old in keep.parent.glob(f"{row.id}-*{self.options.suffix}"):
             if old != keep:

@@ -142,7 +142,7 @@ class SearchService:
                 "file names and paths are not read in the web app; upload the example image instead"
             )
         if not image:
-            return parse_query(text)
+            return parse_query(text, allow_paths=False)
         weight = _number(image_weight, "image weight", 1.0)
         if weight <= 0:
             raise QueryError("the image weight must be above 0")
@@ -150,7 +150,7 @@ class SearchService:
             return [Term("image", image, weight)]
         # The placeholder lets "- people" or "at night" read as words added to (or taken from) the image.
         joined = f"{_IMAGE_PLACEHOLDER} {text}" if text[0] in "+-" else f"{_IMAGE_PLACEHOLDER} + {text}"
-        terms = parse_query(joined)
+        terms = parse_query(joined, allow_paths=False)  # the server never opens a file a client names
         return [Term("image", image, weight), *terms[1:]]
 
     def search_filter(self, folder=None, since=None, until=None) -> SearchFilter:
