@@ -25,7 +25,7 @@ def work_dir() -> Path:
 
 def vit_b32_spec():
     """ViT-B-32 with seeded random weights: the real architecture's cost without downloadable weights."""
-    from clipsearch.models import ModelSpec
+    from clipsearch.model.models import ModelSpec
 
     path = work_dir() / "vit-b-32-random-seed0.safetensors"
     if not path.is_file():
@@ -44,7 +44,7 @@ def vit_b32_spec():
 
 def tiny_spec():
     """The bundled trained clipsearch-tiny model, or ``None`` while its weights are not there yet."""
-    from clipsearch.models import TINY_WEIGHTS, ModelSpec
+    from clipsearch.model.models import TINY_WEIGHTS, ModelSpec
 
     return ModelSpec.parse("clipsearch-tiny") if TINY_WEIGHTS.is_file() else None
 

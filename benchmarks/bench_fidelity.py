@@ -39,7 +39,7 @@ def overlap_at_k(reference: np.ndarray, fast: np.ndarray, k: int = 10, skip_self
 
 
 def scenes(count: int) -> tuple[list[str], list[str]]:
-    from clipsearch.synthetic import generate_library
+    from clipsearch.world.synthetic import generate_library
 
     folder = _common.work_dir() / f"held-out-scenes-{count}-seed{HELD_OUT_SEED}"
     marker = folder / "captions.jsonl"
@@ -54,9 +54,9 @@ def compare(model: str, checkpoint: str | None, count: int) -> list[dict]:
     """Rows of (path, cosine min/mean, text→image and image→image top-10 overlap) for one model."""
     from PIL import Image
 
-    from clipsearch.decode import load_pixels
-    from clipsearch.embed import Embedder, EmbedOptions
-    from clipsearch.models import ModelSpec
+    from clipsearch.imaging.decode import load_pixels
+    from clipsearch.model.embed import Embedder, EmbedOptions
+    from clipsearch.model.models import ModelSpec
 
     spec = ModelSpec.parse(model, checkpoint=checkpoint)
     paths, captions = scenes(count)

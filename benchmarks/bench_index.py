@@ -64,9 +64,9 @@ def run_library(folder: str, checkpoint: str, image_backend: str = "auto", batch
     import numpy as np
 
     from clipsearch import Library
-    from clipsearch.embed import EmbedOptions
-    from clipsearch.indexer import IndexOptions
-    from clipsearch.models import ModelSpec
+    from clipsearch.ingest.run import IndexOptions
+    from clipsearch.model.embed import EmbedOptions
+    from clipsearch.model.models import ModelSpec
 
     spec = ModelSpec("ViT-B-32", None, checkpoint)
     scratch = tempfile.mkdtemp(prefix="bench-index-")

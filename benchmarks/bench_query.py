@@ -38,7 +38,7 @@ def synthetic_catalog(count: int, spec, dim: int, seed: int = 0) -> str:
     """An index folder holding ``count`` random unit vectors under fake photo paths (cached between runs)."""
     import numpy as np
 
-    from clipsearch.catalog import Catalog, Embedded, FileStat
+    from clipsearch.store.catalog import Catalog, Embedded, FileStat
 
     folder = _common.work_dir() / f"query-index-{count}-{dim}-seed{seed}"
     done = folder / "complete"
@@ -70,7 +70,7 @@ def run(sizes: list[int], repeats: int, top_k: int) -> dict:
     import torch
 
     from clipsearch import Library
-    from clipsearch.embed import Embedder, EmbedOptions
+    from clipsearch.model.embed import Embedder, EmbedOptions
 
     spec = _common.vit_b32_spec()
     fast = Embedder.load(spec)

@@ -11,7 +11,6 @@ loaded; a separate row times the first step alone (the walk) as the floor, and o
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import os
 import shutil
@@ -23,27 +22,12 @@ import numpy as np
 from benchmarks import _common
 
 
-class StandInEmbedder:
-    """The Embedder interface with no model: a unit vector from a hash of the pixels."""
+def stand_in_embedder():
+    """The EmbeddingModel interface with no model: a unit vector from a hash of the pixels."""
+    from clipsearch.model.models import ModelSpec
+    from clipsearch.testing import HashEmbedder
 
-    dim = 16
-
-    def __init__(self):
-        from clipsearch.decode import PixelSpec
-        from clipsearch.models import ModelSpec
-
-        self.spec = ModelSpec("bench-stand-in", "none")
-        self.pixel_spec = PixelSpec(size=16)
-        self.image_backend = "none"
-
-    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(pixels), self.dim), np.float32)
-        for row, p in zip(out, pixels):
-            row[int(hashlib.blake2b(p.tobytes(), digest_size=2).hexdigest(), 16) % self.dim] = 1.0
-        return out
-
-    def encode_texts(self, texts) -> np.ndarray:
-        return np.eye(self.dim, dtype=np.float32)[: len(texts)]
+    return HashEmbedder(ModelSpec("bench-stand-in", "none"), size=16)
 
 
 def tiny_files_folder(count: int, seed: int = 0) -> str:
@@ -70,11 +54,11 @@ def tiny_files_folder(count: int, seed: int = 0) -> str:
 
 def run(count: int, repeats: int) -> dict:
     from clipsearch import Library
-    from clipsearch.scan import scan_root
+    from clipsearch.ingest.scan import scan_root
 
     folder = os.path.realpath(tiny_files_folder(count))
     scratch = tempfile.mkdtemp(prefix="bench-rescan-")
-    embedder = StandInEmbedder()
+    embedder = stand_in_embedder()
     try:
         library = Library.open(os.path.join(scratch, "index"), model=embedder.spec, create=True)
         library.use_embedder(embedder)

@@ -19,15 +19,25 @@ from clipsearch.errors import (
     ModelMismatchError,
     QueryError,
 )
-from clipsearch.indexer import IndexOptions, IndexReport
+from clipsearch.imaging.decode import IMAGE_EXTENSIONS
+from clipsearch.ingest.run import IndexOptions, IndexReport
 from clipsearch.library import Library, LibraryStatus, SearchFilter, SearchHit, default_index_dir
-from clipsearch.models import TINY_MODEL, ModelSpec
-from clipsearch.query import Term, parse_query
+from clipsearch.media.service import Media
+from clipsearch.model.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, TINY_MODEL, ModelSpec
+from clipsearch.model.protocol import EmbeddingModel
+from clipsearch.search.query import Term, parse_query
+from clipsearch.store.catalog import FileRow
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_PRETRAINED",
+    "IMAGE_EXTENSIONS",
     "ClipsearchError",
+    "EmbeddingModel",
+    "FileRow",
+    "Media",
     "ImageError",
     "IndexLockedError",
     "IndexOptions",

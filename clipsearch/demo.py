@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipsearch.indexer import IndexReport, Progress
+from clipsearch.ingest.run import IndexReport, Progress
 from clipsearch.library import REPO_INDEX_DIR, Library, default_index_dir
-from clipsearch.models import TINY_MODEL, ModelSpec
+from clipsearch.model.models import TINY_MODEL, ModelSpec
 
 DEMO_SEED = 2026
 # What the bundled model knows well: colours (in front or behind), sizes, whole descriptions, and arithmetic.
@@ -38,7 +38,7 @@ def run_demo(
     echo: Callable[[str], None] = lambda line: None,
 ) -> DemoResult:
     """Generate (once) ``count`` captioned scenes, index them with ``clipsearch-tiny``, and run sample searches."""
-    from clipsearch.synthetic import generate_library
+    from clipsearch.world.synthetic import generate_library
 
     started = time.monotonic()
     demo_dir = Path(demo_dir) if demo_dir else default_demo_dir()

@@ -6,24 +6,24 @@
         print(hit.score, hit.path)
 
 Layout of an index folder: ``catalog.sqlite`` (the truth), ``vectors.faiss`` (derived, rebuilt when stale),
-``write.lock`` (held by the one process indexing into it).
+``write.lock`` (held by the one process indexing into it), ``thumbs/`` (images the web app made).
+
+The facade over the steps of the data path (``ingest`` → ``model`` → ``store`` → ``search``, with ``media``
+for what a server shows): the CLI, the web app and Python users call only this and the names in
+``clipsearch.__all__``.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from clipsearch.catalog import Catalog, FileRow
-from clipsearch.decode import DecodeOptions, open_image
 from clipsearch.errors import (
     ClipsearchError,
     ImageError,
@@ -32,14 +32,20 @@ from clipsearch.errors import (
     ModelMismatchError,
     QueryError,
 )
-from clipsearch.indexer import IndexOptions, IndexReport, Progress, index_roots
-from clipsearch.models import ModelSpec
-from clipsearch.query import Term, combine, parse_query
-from clipsearch.vectors import VectorIndex
+from clipsearch.imaging.decode import DecodeOptions, open_image
+from clipsearch.ingest.run import IndexOptions, IndexReport, Progress, index_roots
+from clipsearch.ingest.scan import is_within
+from clipsearch.media.service import Media
+from clipsearch.model.models import ModelSpec
+from clipsearch.model.protocol import EmbeddingModel
+from clipsearch.search.query import Term, combine, parse_query
+from clipsearch.store.catalog import Catalog, FileRow
+from clipsearch.store.vectors import DerivedIndex
 
 CATALOG_FILE = "catalog.sqlite"
 VECTORS_FILE = "vectors.faiss"
 LOCK_FILE = "write.lock"
+THUMBS_DIR = "thumbs"
 REPO_INDEX_DIR = Path(__file__).resolve().parent.parent / "index"
 
 
@@ -120,10 +126,11 @@ class Library:
         self._catalog = catalog
         self._model = model
         self._embed_options = embed_options
-        self._embedder = None
-        self._vectors: VectorIndex | None = None
+        self._embedder: EmbeddingModel | None = None
+        self._vectors = DerivedIndex(catalog, str(directory / VECTORS_FILE))
         self._lock = threading.RLock()
         self.decode_options = DecodeOptions()
+        self._media: dict[str, Media] = {}
 
     # -- opening ------------------------------------------------------------------------------------------
     @classmethod
@@ -136,8 +143,9 @@ class Library:
     ) -> Library:
         """Open the index at ``directory`` (default: ``default_index_dir()``).
 
-        ``model`` is the model to index with; an index that already holds vectors of another model refuses it
-        with ``ModelMismatchError``. Searches always use the model the index was built with.
+        ``model`` is the model to index with (default for a new index: ViT-B-32/laion2b_s34b_b79k); an index
+        that already holds vectors of another model refuses it with ``ModelMismatchError``. Searches always use
+        the model the index was built with.
         """
         path = Path(directory).expanduser() if directory else default_index_dir()
         if create:
@@ -159,6 +167,8 @@ class Library:
                 )
             else:
                 model = stored_spec
+        elif model is None and create:
+            model = ModelSpec.parse(None)
         return cls(path, catalog, model, embed_options)
 
     def close(self) -> None:
@@ -173,21 +183,28 @@ class Library:
 
     @property
     def model(self) -> ModelSpec | None:
+        """The model this library's vectors are (or will be) made with."""
         return self._model
 
+    def model_identity(self) -> dict | None:
+        """What the stored vectors were made with (architecture, tag, weights checksum), as recorded."""
+        with self._lock:
+            stored = self._catalog.get_json("model")
+        return stored.get("identity") if stored else None
+
     @property
-    def embedder(self):
+    def embedder(self) -> EmbeddingModel:
         """The model, loaded on first use (so status and catalog commands never import torch)."""
         with self._lock:
             if self._embedder is None:
                 if self._model is None:
                     raise IndexStoreError(f"the index at {self.directory} is empty and has no model yet")
-                from clipsearch.embed import Embedder, EmbedOptions
+                from clipsearch.model.embed import Embedder, EmbedOptions
 
                 self._embedder = Embedder.load(self._model, self._embed_options or EmbedOptions())
             return self._embedder
 
-    def use_embedder(self, embedder) -> None:
+    def use_embedder(self, embedder: EmbeddingModel) -> None:
         """Hand in an already loaded embedder (shared between libraries, or a test double)."""
         with self._lock:
             self._embedder = embedder
@@ -205,14 +222,20 @@ class Library:
             raise ClipsearchError("nothing to index: give one or more photo folders")
         with _write_lock(self.directory):
             writer = Catalog.open(str(self.directory / CATALOG_FILE))
-            try:
+
+            def get_model() -> EmbeddingModel:
+                model = self.embedder  # the model is recorded once it has loaded, not before
                 if writer.get_json("model") is None:
                     writer.set_json("model", {"spec": self._model.to_dict(), "identity": self._model.identity()})
+                return model
+
+            try:
                 writer.add_roots(roots)
-                report = index_roots(writer, lambda: self.embedder, roots, options, progress)
+                report = index_roots(writer, get_model, roots, options, progress)
             finally:
                 writer.close()
-            self._refresh_vectors(save=True)
+            with self._lock:
+                self._vectors.save()
         return report
 
     def roots(self) -> list[str]:
@@ -279,27 +302,74 @@ class Library:
     ) -> list[SearchHit]:
         """The files nearest to a unit vector."""
         if top_k <= 0:
-            raise QueryError("--top must be at least 1")
+            raise QueryError("top_k must be at least 1")
+        folder = self.check_folder(where.folder) if where.folder else None
         with self._lock:
-            vectors = self._refresh_vectors()
+            vectors = self._vectors.current()
             allowed = None
             if where.active:
-                folder = os.path.realpath(os.path.expanduser(where.folder)) if where.folder else None
                 allowed = np.fromiter(self._catalog.iter_ids(folder, (where.since, where.until)), dtype=np.int64)
-            hits = vectors.search(vector, top_k, allowed)
-            results = []
-            for hit in hits:
-                if min_score is not None and hit.score < min_score:
-                    break
-                row = self._catalog.get(hit.id)
-                if row is not None and row.status == "ok":
-                    results.append(_search_hit(row, hit.score))
-        return results
+            hits = [h for h in vectors.search(vector, top_k, allowed) if min_score is None or h.score >= min_score]
+            rows = self._catalog.get_many(h.id for h in hits)
+        return [_search_hit(rows[h.id], h.score) for h in hits if h.id in rows and rows[h.id].status == "ok"]
 
+    def check_folder(self, folder: str | os.PathLike) -> str:
+        """The real path of ``folder`` if it lies inside the indexed folders; else ``QueryError``."""
+        real = os.path.realpath(os.path.expanduser(os.fspath(folder)))
+        if not any(is_within(real, root) for root in self.roots()):
+            raise QueryError(f"the folder {folder} is not inside the indexed folders")
+        return real
+
+    # -- reading what the index holds ---------------------------------------------------------------------
     def file(self, file_id: int) -> FileRow | None:
-        """The catalog row of an indexed file, or ``None``."""
+        """The catalog row of a file (indexed or skipped), or ``None``."""
         with self._lock:
             return self._catalog.get(file_id)
+
+    def files(self, file_ids: Sequence[int]) -> dict[int, FileRow]:
+        """The catalog rows of ``file_ids`` that exist, by id."""
+        with self._lock:
+            return self._catalog.get_many(file_ids)
+
+    def iter_vectors(self, chunk_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every indexed file's id and vector, in id order, as ``(ids int64[n], vectors float32[n, dim])``
+        chunks of at most ``chunk_size``: the whole catalog is never copied at once."""
+        if chunk_size <= 0:
+            raise ClipsearchError("chunk_size must be at least 1")
+        with self._lock:
+            chunks = self._catalog.vector_chunks(chunk_size)
+        while True:
+            with self._lock:
+                chunk = next(chunks, None)
+            if chunk is None:
+                return
+            yield chunk
+
+    def vector_index_is_saved(self) -> bool:
+        """Whether ``vectors.faiss`` is intact and matches the catalog now (it is rebuilt when it is not)."""
+        with self._lock:
+            return self._vectors.file_is_current()
+
+    def media(self, thumbs_dir: str | os.PathLike | None = None) -> Media:
+        """Thumbnails, previews, checked originals and the folder list, for a server (one per thumbs folder).
+
+        Thumbnails go to ``thumbs_dir``, else ``<index>/thumbs`` when the index folder is writable, else a
+        private temporary folder.
+        """
+        folder = Path(thumbs_dir).expanduser() if thumbs_dir else None
+        if folder is None:
+            if os.access(self.directory, os.W_OK):
+                folder = self.directory / THUMBS_DIR
+            else:
+                import tempfile
+
+                folder = Path(tempfile.mkdtemp(prefix="clipsearch-thumbs-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        key = str(folder.resolve())
+        with self._lock:
+            if key not in self._media:
+                self._media[key] = Media(self.file, self.roots, key, self.decode_options)
+            return self._media[key]
 
     # -- status -------------------------------------------------------------------------------------------
     def status(self) -> LibraryStatus:
@@ -313,36 +383,6 @@ class Library:
                 roots=self._catalog.roots(),
                 last_run=self._catalog.last_run(),
             )
-
-    # -- the derived FAISS index --------------------------------------------------------------------------
-    def _stamp(self) -> dict:
-        stored = self._catalog.get_json("model") or {}
-        key = hashlib.sha256(json.dumps(stored.get("identity"), sort_keys=True).encode()).hexdigest()[:16]
-        return {"format": 1, "generation": self._catalog.generation(), "model": key,
-                "catalog": self._catalog.instance()}
-
-    def _refresh_vectors(self, save: bool = False) -> VectorIndex:
-        """The FAISS index matching the catalog now: kept, loaded from disk, or rebuilt (and saved)."""
-        with self._lock:
-            stamp = self._stamp()
-            if self._vectors is not None and self._vectors.stamp_matches(stamp):
-                return self._vectors
-            path = str(self.directory / VECTORS_FILE)
-            loaded = VectorIndex.load(path, stamp)
-            if loaded is None:
-                with self._catalog.snapshot():  # the stamp and the vectors must describe the same state
-                    stamp = self._stamp()
-                    ids, matrix = self._catalog.vectors()
-                loaded = VectorIndex.build(ids, matrix, stamp)
-                save = True
-            if save and os.access(self.directory, os.W_OK):
-                try:
-                    loaded.save(path)
-                except OSError:
-                    pass  # a read-only or full disk costs only the cache; the catalog stays the truth
-            self._vectors = loaded
-            return loaded
-
 
 def _search_hit(row: FileRow, score: float) -> SearchHit:
     return SearchHit(row.id, row.path, score, row.width, row.height, row.size, row.mtime_ns / 1e9)

@@ -15,7 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from clipsearch import Library, ModelSpec  # noqa: E402
-from tests.fakes import HashEmbedder  # noqa: E402,F401  (re-exported for tests)
+from clipsearch.testing import HashEmbedder  # noqa: E402,F401  (re-exported for tests)
 
 HELD_OUT_SEED = 424242  # never used in training (tools/train_tiny.py)
 
@@ -28,7 +28,7 @@ def tiny_spec() -> ModelSpec:
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_spec):
     """The bundled, trained clipsearch-tiny model, loaded once per test session."""
-    from clipsearch.embed import Embedder
+    from clipsearch.model.embed import Embedder
 
     return Embedder.load(tiny_spec)
 
@@ -36,7 +36,7 @@ def tiny_embedder(tiny_spec):
 @pytest.fixture(scope="session")
 def scenes(tmp_path_factory) -> tuple[Path, list[dict]]:
     """A held-out library of 120 generated scenes with captions: (folder, records)."""
-    from clipsearch.synthetic import generate_library
+    from clipsearch.world.synthetic import generate_library
 
     folder = tmp_path_factory.mktemp("scenes")
     records = generate_library(folder, 120, HELD_OUT_SEED)
@@ -72,3 +72,13 @@ def hash_embedder() -> HashEmbedder:
 def read_captions(folder: Path) -> dict[str, str]:
     with open(folder / "captions.jsonl") as handle:
         return {json.loads(line)["file"]: json.loads(line)["caption"] for line in handle}
+
+
+def all_vectors(library: Library):
+    """Every (id, vector) of a library, through its public chunked read API."""
+    import numpy as np
+
+    chunks = list(library.iter_vectors())
+    if not chunks:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])

@@ -32,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # for tests.fakes, the deterministic stand-in model
+from clipsearch.testing import HashEmbedder
 
-from tests.fakes import HashEmbedder  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def open_library(index: str, embedder: str, slow: float = 0.0, create: bool = False):
@@ -59,7 +58,7 @@ def child(args) -> None:
 
 
 def make_photos(folder: Path, count: int, seed: int) -> None:
-    from clipsearch.synthetic import generate_library
+    from clipsearch.world.synthetic import generate_library
 
     generate_library(folder, count, seed)
     (folder / "zero.jpg").write_bytes(b"")
@@ -71,7 +70,7 @@ def make_photos(folder: Path, count: int, seed: int) -> None:
 
 def mutate_photos(folder: Path, rng: random.Random, cycle: int) -> None:
     """Change the folder as a user would between runs: new, rewritten, renamed and deleted photos."""
-    from clipsearch.synthetic import generate_library
+    from clipsearch.world.synthetic import generate_library
 
     photos = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".jpg", ".png"))
     picks = rng.sample(photos, min(len(photos), 12))
@@ -184,15 +183,12 @@ def compare(args, clean: Path, crashed: Path) -> list[str]:
 
 
 def compare_rankings(args, clean: Path, crashed: Path) -> list[str]:
-    from clipsearch.library import VECTORS_FILE
-    from clipsearch.vectors import VectorIndex
-
     problems = []
     lib_a, lib_b = open_library(str(clean), args.embedder), open_library(str(crashed), args.embedder)
     try:
-        if VectorIndex.load(str(crashed / VECTORS_FILE), lib_b._stamp()) is None:
+        if not lib_b.vector_index_is_saved():
             problems.append("the crashed index's vectors.faiss does not match its catalog")
-        ids, matrix = lib_a._catalog.vectors()
+        ids, matrix = (np.concatenate(parts) for parts in zip(*lib_a.iter_vectors()))
         sample = random.Random(args.seed).sample(range(len(ids)), min(20, len(ids)))
         for i in sample:
             ranked_a = [h.path for h in lib_a.search_vector(matrix[i], 10)]

@@ -1,7 +1,7 @@
 """Train clipsearch's tiny CLIP on synthetic scenes and save it as fp16 safetensors.
 
 Pretrained CLIP weights cannot be downloaded everywhere clipsearch is tested, so it ships its own: a small
-open_clip CLIP (clipsearch/model_configs/clipsearch-tiny.json) trained from scratch on clipsearch.synthetic
+open_clip CLIP (clipsearch/world/model_configs/clipsearch-tiny.json) trained from scratch on clipsearch.world.synthetic
 scenes. The run is repeatable from its seed; it ends by measuring text->image recall on a freshly generated
 library (JPEG/PNG files of assorted sizes, decoded with PIL like any user's photos) and a few behaviour checks.
 
@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # so a plain checkout runs it without installing clipsearch
 
-from clipsearch.synthetic import (  # noqa: E402
+from clipsearch.world.synthetic import (  # noqa: E402
     COLOURS,
     POSITIONS,
     SHAPES,
@@ -46,8 +46,8 @@ from clipsearch.synthetic import (  # noqa: E402
 )
 
 MODEL_NAME = "clipsearch-tiny"
-CONFIG_PATH = ROOT / "clipsearch" / "model_configs" / f"{MODEL_NAME}.json"
-DEFAULT_OUT = ROOT / "clipsearch" / "weights" / f"{MODEL_NAME}.safetensors"
+CONFIG_PATH = ROOT / "clipsearch" / "world" / "model_configs" / f"{MODEL_NAME}.json"
+DEFAULT_OUT = ROOT / "clipsearch" / "world" / "weights" / f"{MODEL_NAME}.safetensors"
 THREADS = 2
 
 

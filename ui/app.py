@@ -26,6 +26,7 @@ import logging
 import os
 import secrets
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -85,154 +86,198 @@ class QueryImage(gr.Image):
         return path
 
 
+@dataclass
+class SearchControls:
+    query: gr.Textbox
+    button: gr.Button
+    image: QueryImage
+    image_weight: gr.Slider
+    filters: list  # top_k, min_score, folder, since, until: the inputs every search takes after its terms
+
+    @property
+    def folder(self) -> gr.Dropdown:
+        return self.filters[2]
+
+
+@dataclass
+class ResultsPanel:
+    summary: gr.Markdown
+    gallery: gr.Gallery
+    hits: gr.State  # ids of the results on screen, in gallery order
+    selected: gr.State  # id of the result in the preview
+    preview_box: gr.Column
+    preview: gr.Image
+    details: gr.Markdown
+    more: gr.Button
+    download: gr.DownloadButton
+
+    @property
+    def shown(self) -> list:
+        """What a finished search updates."""
+        return [self.summary, self.gallery, self.hits, self.preview_box]
+
+
 def build_app(library: Library, settings: AppSettings = AppSettings()) -> gr.Blocks:
     """The Gradio app for ``library`` (any ``Library``: tests hand in one with the tiny model)."""
     service = SearchService(library, settings)
     with gr.Blocks(title=settings.title, analytics_enabled=False) as app:
         app.clipsearch_service = service  # launch() reads the thumbnail folder and warms the model through it
-        hits_state = gr.State([])  # ids of the results on screen, in gallery order
-        selected = gr.State(None)  # id of the result in the preview
-
         gr.Markdown(f"# {settings.title}\nFind photos by words, by an example image, or both.")
         with gr.Row():
             with gr.Column(scale=3, min_width=300):
-                query = gr.Textbox(
-                    label="Search", placeholder="red circle + striped - blue", elem_id="query", lines=1,
-                    info="Words; `+` adds, `-` removes, `2:word` weighs. "
-                         "With an image: \"at night\", \"- people\".",
-                )
-                search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
-                image = QueryImage(label="Search by image (drop, paste or upload)", type="filepath",
-                                   sources=["upload", "clipboard"], height=180, elem_id="query-image",
-                                   buttons=[])
-                image_weight = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="Weight of the image",
-                                         info="The words keep weight 1.")
-                with gr.Accordion("Filters", open=False):
-                    top_k = gr.Slider(1, settings.max_top_k, value=settings.top_k, step=1, label="Results")
-                    min_score = gr.Slider(-1.0, 1.0, value=settings.min_score, step=0.01,
-                                          label="Minimum score")
-                    folder = gr.Dropdown(choices=[""] + service.folder_choices(), value="", label="Folder",
-                                         allow_custom_value=True, info="A folder inside the indexed folders.")
-                    since = gr.DateTime(label="Modified from", include_time=False, type="timestamp")
-                    until = gr.DateTime(label="Modified until", include_time=False, type="timestamp")
+                controls = _search_controls(service, settings)
             with gr.Column(scale=7):
-                summary = gr.Markdown("Type a query or drop an image.", elem_id="summary")
-                gallery = gr.Gallery(label="Results", columns=settings.columns, height=620,
-                                     allow_preview=False, object_fit="contain", buttons=[], elem_id="results",
-                                     show_label=False)
-                with gr.Column(visible=False, elem_id="preview") as preview_box:
-                    with gr.Row():
-                        preview = gr.Image(label="Preview", interactive=False, height=360, buttons=[],
-                                           elem_id="preview-image")
-                        with gr.Column():
-                            details = gr.Markdown(elem_id="details")
-                            more_btn = gr.Button("More like this", variant="primary",
-                                                 elem_id="more-like-this")
-                            download = gr.DownloadButton("Download original", variant="secondary",
-                                                         elem_id="download")
-        with gr.Accordion("Library", open=False):
-            status = gr.Markdown(service.status_markdown(), elem_id="status")
-            reindex_btn = gr.Button("Re-index all folders", elem_id="reindex")
-            reindex_out = gr.Markdown(elem_id="reindex-result")
-
-        # -- events of the page (private: the API below is the documented surface) -----------------------
-        filters = [top_k, min_score, folder, since, until]
-        shown = [summary, gallery, hits_state, preview_box]
-
-        def show(outcome: Outcome):
-            items = [(r.thumbnail, r.caption) for r in outcome.results]
-            return outcome.summary, items, [r.id for r in outcome.results], gr.Column(visible=False)
-
-        def on_search(text, upload, weight, k, cut, where, low, high):
-            if not (text or "").strip() and not upload:
-                raise gr.Error("Type some words or drop an image to search.")
-            return show(_guard(service.search, text, upload, weight, k, cut, where, low, high))
-
-        def on_select(ids, evt: gr.SelectData):
-            if evt.index is None or not 0 <= int(evt.index) < len(ids):
-                raise gr.Error("That result is no longer on screen; search again.")
-            file_id = ids[int(evt.index)]
-            picture, text = _guard(service.preview, file_id)
-            try:
-                original = service.original(file_id)
-            except ClipsearchError:
-                original = None  # shown, but not downloadable (e.g. the file vanished since)
-            return picture, text, gr.DownloadButton(value=original, visible=original is not None), file_id, \
-                gr.Column(visible=True)
-
-        def on_more(file_id, k, cut, where, low, high):
-            if file_id is None:
-                raise gr.Error("Click a result first.")
-            return show(_guard(service.more_like, file_id, k, cut, where, low, high))
-
-        def on_reindex(progress=gr.Progress()):
-            def report(done: int, total: int) -> None:
-                progress((done, total), desc="embedding", unit="images")
-
-            progress(0, desc="scanning folders")
-            text = _guard(service.reindex, report)
-            return text, service.status_markdown(), gr.Dropdown(choices=[""] + service.folder_choices())
-
-        search_inputs = [query, image, image_weight, *filters]
-        private = {"api_visibility": "private"}
-        gr.on([query.submit, search_btn.click], on_search, search_inputs, shown, **private)
-        image.upload(on_search, search_inputs, shown, **private)
-        gallery.select(on_select, hits_state, [preview, details, download, selected, preview_box], **private)
-        more_btn.click(on_more, [selected, *filters], shown, **private)
-        reindex_btn.click(on_reindex, None, [reindex_out, status, folder], concurrency_limit=1,
-                          concurrency_id="reindex", **private)
-
-        # -- the API: JSON in, JSON out; files by catalog id -----------------------------------------------
-        def search(query: str, top_k: int = settings.top_k, min_score: float = settings.min_score,
-                   folder: str = "", since: str = "", until: str = "") -> list[dict]:
-            """Search by words (`+`/`-`/`2:word` syntax); results best first with id, name, path and score."""
-            return [r.to_api() for r in _guard(service.search, query, None, 1.0, top_k, min_score, folder,
-                                               since, until).results]
-
-        def more_like(file_id: int, top_k: int = settings.top_k, min_score: float = settings.min_score,
-                      folder: str = "", since: str = "", until: str = "") -> list[dict]:
-            """Files like the indexed file `file_id`, from its stored vector."""
-            return [r.to_api() for r in _guard(service.more_like, file_id, top_k, min_score, folder,
-                                               since, until).results]
-
-        def library_status() -> dict:
-            """Model, counts, folders, last run and skipped files with reasons."""
-            return _guard(service.status_dict)
-
-        gr.api(search, api_name="search")
-        gr.api(more_like, api_name="more_like")
-        gr.api(library_status, api_name="status")
-
-        with gr.Column(visible=False):  # endpoints that take or give files need real components
-            api_image = QueryImage(label="image", type="filepath")
-            api_query = gr.Textbox("", label="query")
-            api_weight = gr.Number(1.0, label="image_weight")
-            api_top_k = gr.Number(settings.top_k, label="top_k", precision=0)
-            api_min = gr.Number(settings.min_score, label="min_score")
-            api_folder, api_since, api_until = (gr.Textbox("", label=n) for n in ("folder", "since", "until"))
-            api_results = gr.JSON(label="results")
-            api_id = gr.Number(label="file_id", precision=0)
-            api_file = gr.File(label="original")
-            api_search_btn, api_original_btn = gr.Button("search_image"), gr.Button("original")
-        image.max_inline_bytes = api_image.max_inline_bytes = _bytes(settings.max_upload)
-
-        def search_image(image, query, image_weight, top_k, min_score, folder, since, until):
-            """Search by an example image, optionally with words (`at night`, `- people`) and its weight."""
-            if not image:
-                raise gr.Error("send an image file")
-            outcome = _guard(service.search, query, image, image_weight, top_k, min_score, folder, since,
-                             until)
-            return [r.to_api() for r in outcome.results]
-
-        api_search_btn.click(search_image, [api_image, api_query, api_weight, api_top_k, api_min, api_folder,
-                                            api_since, api_until], api_results, api_name="search_image")
-        def original(file_id):
-            """The original file of a result (checked: an indexed image inside the indexed folders)."""
-            return _guard(service.original, file_id)
-
-        api_original_btn.click(original, api_id, api_file, api_name="original")
+                results = _results_panel(settings)
+        _wire_search(service, controls, results)
+        _library_panel(service, controls)
+        _api(service, settings)
     app.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     return app
+
+
+def _search_controls(service: SearchService, settings: AppSettings) -> SearchControls:
+    query = gr.Textbox(
+        label="Search", placeholder="red circle + striped - blue", elem_id="query", lines=1,
+        info="Words; `+` adds, `-` removes, `2:word` weighs. With an image: \"at night\", \"- people\".",
+    )
+    button = gr.Button("Search", variant="primary", elem_id="search-btn")
+    image = QueryImage(label="Search by image (drop, paste or upload)", type="filepath",
+                       sources=["upload", "clipboard"], height=180, elem_id="query-image", buttons=[])
+    image.max_inline_bytes = _bytes(settings.max_upload)
+    image_weight = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="Weight of the image",
+                             info="The words keep weight 1.")
+    with gr.Accordion("Filters", open=False):
+        top_k = gr.Slider(1, settings.max_top_k, value=settings.top_k, step=1, label="Results")
+        min_score = gr.Slider(-1.0, 1.0, value=settings.min_score, step=0.01, label="Minimum score")
+        folder = gr.Dropdown(choices=[""] + service.folder_choices(), value="", label="Folder",
+                             allow_custom_value=True, info="A folder inside the indexed folders.")
+        since = gr.DateTime(label="Modified from", include_time=False, type="timestamp")
+        until = gr.DateTime(label="Modified until", include_time=False, type="timestamp")
+    return SearchControls(query, button, image, image_weight, [top_k, min_score, folder, since, until])
+
+
+def _results_panel(settings: AppSettings) -> ResultsPanel:
+    summary = gr.Markdown("Type a query or drop an image.", elem_id="summary")
+    gallery = gr.Gallery(label="Results", columns=settings.columns, height=620, allow_preview=False,
+                         object_fit="contain", buttons=[], elem_id="results", show_label=False)
+    with gr.Column(visible=False, elem_id="preview") as preview_box:
+        with gr.Row():
+            preview = gr.Image(label="Preview", interactive=False, height=360, buttons=[], elem_id="preview-image")
+            with gr.Column():
+                details = gr.Markdown(elem_id="details")
+                more = gr.Button("More like this", variant="primary", elem_id="more-like-this")
+                download = gr.DownloadButton("Download original", variant="secondary", elem_id="download")
+    return ResultsPanel(summary, gallery, gr.State([]), gr.State(None), preview_box, preview, details, more,
+                        download)
+
+
+def _wire_search(service: SearchService, controls: SearchControls, results: ResultsPanel) -> None:
+    """The page's own events (private: the API is the documented surface)."""
+
+    def show(outcome: Outcome):
+        items = [(r.thumbnail, r.caption) for r in outcome.results]
+        return outcome.summary, items, [r.id for r in outcome.results], gr.Column(visible=False)
+
+    def on_search(text, upload, weight, k, cut, where, low, high):
+        if not (text or "").strip() and not upload:
+            raise gr.Error("Type some words or drop an image to search.")
+        return show(_guard(service.search, text, upload, weight, k, cut, where, low, high))
+
+    def on_select(ids, evt: gr.SelectData):
+        if evt.index is None or not 0 <= int(evt.index) < len(ids):
+            raise gr.Error("That result is no longer on screen; search again.")
+        file_id = ids[int(evt.index)]
+        picture, text = _guard(service.preview, file_id)
+        try:
+            original = service.original(file_id)
+        except ClipsearchError:
+            original = None  # shown, but not downloadable (e.g. the file vanished since)
+        return picture, text, gr.DownloadButton(value=original, visible=original is not None), file_id, \
+            gr.Column(visible=True)
+
+    def on_more(file_id, k, cut, where, low, high):
+        if file_id is None:
+            raise gr.Error("Click a result first.")
+        return show(_guard(service.more_like, file_id, k, cut, where, low, high))
+
+    inputs = [controls.query, controls.image, controls.image_weight, *controls.filters]
+    private = {"api_visibility": "private"}
+    gr.on([controls.query.submit, controls.button.click], on_search, inputs, results.shown, **private)
+    controls.image.upload(on_search, inputs, results.shown, **private)
+    results.gallery.select(on_select, results.hits, [results.preview, results.details, results.download,
+                                                     results.selected, results.preview_box], **private)
+    results.more.click(on_more, [results.selected, *controls.filters], results.shown, **private)
+
+
+def _library_panel(service: SearchService, controls: SearchControls) -> None:
+    """Status of the library and a re-index button with live progress."""
+    with gr.Accordion("Library", open=False):
+        status = gr.Markdown(service.status_markdown(), elem_id="status")
+        reindex = gr.Button("Re-index all folders", elem_id="reindex")
+        outcome = gr.Markdown(elem_id="reindex-result")
+
+    def on_reindex(progress=gr.Progress()):
+        def report(done: int, total: int) -> None:
+            progress((done, total), desc="embedding", unit="images")
+
+        progress(0, desc="scanning folders")
+        text = _guard(service.reindex, report)
+        return text, service.status_markdown(), gr.Dropdown(choices=[""] + service.folder_choices())
+
+    reindex.click(on_reindex, None, [outcome, status, controls.folder], concurrency_limit=1,
+                  concurrency_id="reindex", api_visibility="private")
+
+
+def _api(service: SearchService, settings: AppSettings) -> None:
+    """The named API: JSON in, JSON out; files by catalog id."""
+
+    def search(query: str, top_k: int = settings.top_k, min_score: float = settings.min_score,
+               folder: str = "", since: str = "", until: str = "") -> list[dict]:
+        """Search by words (`+`/`-`/`2:word` syntax); results best first with id, name, path and score."""
+        return [r.to_api() for r in _guard(service.search, query, None, 1.0, top_k, min_score, folder,
+                                           since, until).results]
+
+    def more_like(file_id: int, top_k: int = settings.top_k, min_score: float = settings.min_score,
+                  folder: str = "", since: str = "", until: str = "") -> list[dict]:
+        """Files like the indexed file `file_id`, from its stored vector."""
+        return [r.to_api() for r in _guard(service.more_like, file_id, top_k, min_score, folder,
+                                           since, until).results]
+
+    def library_status() -> dict:
+        """Model, counts, folders, last run and skipped files with reasons."""
+        return _guard(service.status_dict)
+
+    gr.api(search, api_name="search")
+    gr.api(more_like, api_name="more_like")
+    gr.api(library_status, api_name="status")
+
+    with gr.Column(visible=False):  # endpoints that take or give files need real components
+        image = QueryImage(label="image", type="filepath")
+        image.max_inline_bytes = _bytes(settings.max_upload)
+        query = gr.Textbox("", label="query")
+        weight = gr.Number(1.0, label="image_weight")
+        top_k = gr.Number(settings.top_k, label="top_k", precision=0)
+        min_score = gr.Number(settings.min_score, label="min_score")
+        folder, since, until = (gr.Textbox("", label=n) for n in ("folder", "since", "until"))
+        results = gr.JSON(label="results")
+        file_id = gr.Number(label="file_id", precision=0)
+        file = gr.File(label="original")
+        search_button, original_button = gr.Button("search_image"), gr.Button("original")
+
+    def search_image(image, query, image_weight, top_k, min_score, folder, since, until):
+        """Search by an example image, optionally with words (`at night`, `- people`) and its weight."""
+        if not image:
+            raise gr.Error("send an image file")
+        outcome = _guard(service.search, query, image, image_weight, top_k, min_score, folder, since, until)
+        return [r.to_api() for r in outcome.results]
+
+    def original(file_id):
+        """The original file of a result (checked: an indexed image inside the indexed folders)."""
+        return _guard(service.original, file_id)
+
+    search_button.click(search_image, [image, query, weight, top_k, min_score, folder, since, until], results,
+                        api_name="search_image")
+    original_button.click(original, file_id, file, api_name="original")
 
 
 def launch(
@@ -263,8 +308,8 @@ def launch(
         state_session_capacity=settings.session_capacity,
         auth=_password_check(password) if password else None,
         auth_message="clipsearch: any user name, and the server's password." if password else None,
-        allowed_paths=[str(service.thumbnails.folder)],
-        blocked_paths=_blocked_paths(library, service.thumbnails.folder),
+        allowed_paths=[str(service.media.folder)],
+        blocked_paths=_blocked_paths(library, service.media.folder),
         max_file_size=settings.max_upload,
         show_error=False,  # gr.Error messages still reach the browser; tracebacks never do
         prevent_thread_lock=prevent_thread_lock,

@@ -1,7 +1,7 @@
 """What the web app does, without the layout: searches, previews, checked downloads and status of a library.
 
 Everything a browser or an API client gets back refers to files by catalog id. The only files handed to
-Gradio are thumbnails the app made (``clipsearch.thumbnails``) and, for an explicit download, a checked copy
+Gradio are thumbnails the app made (``Library.media``) and, for an explicit download, a checked copy
 of one original. Errors come back as ``ClipsearchError`` with a message a user can act on; the layout turns
 them into ``gr.Error``.
 """
@@ -11,22 +11,24 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import secrets
-import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from clipsearch import Library, QueryError, SearchFilter, SearchHit, Term, parse_query
-from clipsearch.catalog import FileRow
-from clipsearch.decode import ALLOWED_FORMATS, IMAGE_EXTENSIONS
-from clipsearch.errors import ImageError
-from clipsearch.scan import is_within
-from clipsearch.thumbnails import THUMBS_DIR, Thumbnails, open_original
+from clipsearch import (
+    IMAGE_EXTENSIONS,
+    ClipsearchError,
+    FileRow,
+    Library,
+    QueryError,
+    SearchFilter,
+    SearchHit,
+    Term,
+    parse_query,
+)
 
 # A query typed into the web app is words only: a server-side path must never be read as an example image.
 _PATH_LIKE = re.compile(r"\.(" + "|".join(e.lstrip(".") for e in sorted(IMAGE_EXTENSIONS)) + r")\b", re.I)
@@ -98,9 +100,8 @@ class SearchService:
     def __init__(self, library: Library, settings: AppSettings = AppSettings()):
         self.library = library
         self.settings = settings
-        self.thumbnails = Thumbnails(thumbs_folder(library, settings), library.decode_options)
+        self.media = library.media(settings.thumbs_dir)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="thumbs")
-        self._downloads: dict[tuple[int, int], str] = {}
         self._downloads_dir: Path | None = None
 
     # -- searching ----------------------------------------------------------------------------------------
@@ -157,10 +158,7 @@ class SearchService:
         """Validate the filters: a folder inside the indexed roots; dates as timestamps or ``YYYY-MM-DD``."""
         folder = (folder or "").strip() or None
         if folder:
-            real = os.path.realpath(os.path.expanduser(folder))
-            if not any(is_within(real, root) for root in self.library.roots()):
-                raise QueryError(f"the folder {folder} is not inside the indexed folders")
-            folder = real
+            folder = self.library.check_folder(folder)
         low, high = _epoch(since, "from"), _epoch(until, "until", end_of_day=True)
         if low is not None and high is not None and low > high:
             raise QueryError("the 'from' date is after the 'until' date")
@@ -175,14 +173,12 @@ class SearchService:
         return top_k, _number(min_score, "minimum score", self.settings.min_score)
 
     def _outcome(self, hits: list[SearchHit], label: str, started: float, min_score: float | None) -> Outcome:
-        rows = [self.library.file(hit.id) for hit in hits]
-        roots = self.library.roots()
-        jobs = [self._pool.submit(self.thumbnails.get, row, roots) for row in rows if row is not None]
+        jobs = [self._pool.submit(self.media.thumbnail, hit.id) for hit in hits]
         results, hidden = [], 0
-        for hit, job in zip([h for h, r in zip(hits, rows) if r is not None], jobs):
+        for hit, job in zip(hits, jobs):
             try:
                 thumbnail = str(job.result())
-            except (ImageError, OSError):
+            except (ClipsearchError, OSError):
                 hidden += 1  # vanished, unreadable, or now outside the roots: never shown, never served
                 continue
             results.append(Result(hit.id, os.path.basename(hit.path), hit.path, hit.score, thumbnail,
@@ -199,19 +195,12 @@ class SearchService:
 
     # -- one file -----------------------------------------------------------------------------------------
     def row(self, file_id) -> FileRow:
-        try:
-            number = int(file_id)
-        except (TypeError, ValueError):
-            raise QueryError(f"not a file id: {file_id!r}") from None
-        row = self.library.file(number)
-        if row is None or row.status != "ok":
-            raise QueryError(f"no indexed file with id {number}")
-        return row
+        return self.media.row(file_id)
 
     def preview(self, file_id) -> tuple[str, str]:
         """A larger app-made image of a file and a Markdown description (path, size, date)."""
         row = self.row(file_id)
-        image = self.thumbnails.get(row, self.library.roots(), self.thumbnails.options.preview_size)
+        image = self.media.preview(row.id)
         size = f"{row.width} × {row.height} px · " if row.width and row.height else ""
         details = (
             f"**{_escape_md(os.path.basename(row.path))}**  \n"
@@ -226,27 +215,7 @@ class SearchService:
         The file must be an indexed image inside the roots (checked now, opened without following symlinks)
         whose content Pillow recognises as an allowed image format: an HTML page renamed ``.jpg`` is refused.
         """
-        row = self.row(file_id)
-        key = (row.id, row.mtime_ns)
-        cached = self._downloads.get(key)
-        if cached and os.path.isfile(cached):
-            return cached
-        with open_original(row, self.library.roots()) as handle:
-            try:
-                with Image.open(handle) as probe:
-                    kind = probe.format
-            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-                kind = None
-            if kind not in ALLOWED_FORMATS:
-                raise ImageError(f"file {row.id} is not an image this app serves")
-            handle.seek(0)
-            folder = self._download_folder() / secrets.token_hex(8)
-            folder.mkdir(parents=True)
-            target = folder / _safe_name(row.path)
-            with open(target, "xb") as out:
-                shutil.copyfileobj(handle, out, 1 << 20)
-        self._downloads[key] = str(target)
-        return str(target)
+        return str(self.media.original_copy(file_id, self._download_folder()))
 
     def _download_folder(self) -> Path:
         # Inside Gradio's own cache: a file there is served as "created by the app" and never copied again.
@@ -291,22 +260,7 @@ class SearchService:
 
     def folder_choices(self, depth: int = 2, limit: int = 200) -> list[str]:
         """The roots and their sub-folders (a few levels), for the folder filter."""
-        choices: list[str] = []
-        for root in self.library.roots():
-            stack = [(root, 0)]
-            while stack and len(choices) < limit:
-                folder, level = stack.pop(0)
-                choices.append(folder)
-                if level >= depth:
-                    continue
-                try:
-                    with os.scandir(folder) as entries:
-                        subdirs = sorted(e.path for e in entries
-                                         if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
-                except OSError:
-                    continue
-                stack.extend((d, level + 1) for d in subdirs)
-        return choices
+        return self.media.folders(depth, limit)
 
     def warm_up(self) -> None:
         """Load the model and the vector index now, so the first search is as fast as the next ones."""
@@ -315,18 +269,6 @@ class SearchService:
         embedder.encode_images([Image.new("RGB", (64, 64), (128, 128, 128))])
         if self.library.status().files:
             self.library.search("a photo", top_k=1)
-
-
-def thumbs_folder(library: Library, settings: AppSettings) -> Path:
-    """``settings.thumbs_dir``, else ``<index>/thumbs`` if writable, else a private temp folder."""
-    if settings.thumbs_dir:
-        folder = Path(settings.thumbs_dir).expanduser()
-    elif os.access(library.directory, os.W_OK):
-        folder = Path(library.directory) / THUMBS_DIR
-    else:
-        folder = Path(tempfile.mkdtemp(prefix="clipsearch-thumbs-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder.resolve()
 
 
 def _number(value, what: str, default: float) -> float:
@@ -373,12 +315,6 @@ def _human_bytes(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
-
-
-def _safe_name(path: str) -> str:
-    stem, ext = os.path.splitext(os.path.basename(path))
-    stem = re.sub(r"[^\w.\- ]+", "_", stem).strip(". ") or "photo"
-    return f"{stem[:100]}{ext.lower()}"
 
 
 def _escape_md(text: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from clipsearch import IndexStoreError, Library, ModelMismatchError, ModelSpec
-from tests.conftest import HashEmbedder
+from tests.conftest import HashEmbedder, all_vectors
 
 HASH_SPEC = ModelSpec("hash-test", "none")
 
@@ -41,7 +41,7 @@ def library(tmp_path):
 
 
 def paths_in(library):
-    ids, _ = library._catalog.vectors()
+    ids, _ = all_vectors(library)
     return sorted(os.path.basename(library.file(int(i)).path) for i in ids)
 
 
@@ -93,14 +93,14 @@ def test_deleted_file_disappears_from_results(library, photos):
 
 def test_moved_file_keeps_its_vector_without_reembedding(library, photos):
     library.index([photos])
-    before = {os.path.basename(library.file(int(i)).path): v for i, v in zip(*library._catalog.vectors())}
+    before = {os.path.basename(library.file(int(i)).path): v for i, v in zip(*all_vectors(library))}
     (photos / "sub").mkdir()
     os.rename(photos / "photo-1.jpg", photos / "sub" / "renamed.jpg")
     calls = library.embedder.calls
     report = library.index([photos])
     assert (report.moved, report.indexed, report.removed) == (1, 0, 0)
     assert library.embedder.calls == calls
-    after = {os.path.basename(library.file(int(i)).path): v for i, v in zip(*library._catalog.vectors())}
+    after = {os.path.basename(library.file(int(i)).path): v for i, v in zip(*all_vectors(library))}
     np.testing.assert_array_equal(after["renamed.jpg"], before["photo-1.jpg"])
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from clipsearch import QueryError, Term, parse_query
-from clipsearch.query import combine
+from clipsearch.search.query import combine
 
 
 def test_words_with_operators_become_signed_terms():

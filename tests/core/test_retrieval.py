@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipsearch.decode import open_image
+from clipsearch.imaging.decode import open_image
 
 # Measured on the 120-scene held-out set (seed 424242) with the committed checkpoint: see tools/TRAINING.md.
 # The thresholds sit a margin below the measured values so a real regression fails, noise does not.

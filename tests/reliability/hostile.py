@@ -18,10 +18,10 @@ import numpy as np
 import pillow_heif
 from PIL import Image
 
-from clipsearch.indexer import prepare_file
+from clipsearch.ingest.workers import prepare_file
 
 NON_UTF8_NAME = b"bad-\xff\xfe-name.jpg"
-pillow_heif.register_heif_opener()  # to write the HEIC sample; clipsearch.decode registers it for reading
+pillow_heif.register_heif_opener()  # to write the HEIC sample; clipsearch.imaging.decode registers it for reading
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pytest
 
 from clipsearch import IndexOptions, IndexStoreError, Library
 from clipsearch.library import VECTORS_FILE
-from clipsearch.vectors import MAGIC, VectorIndex
+from clipsearch.store.vectors import MAGIC, VectorIndex
 from tests.reliability.conftest import HASH_SPEC, catalog_paths, run_crashloop
 from tests.reliability.hostile import encoded, picture
 
@@ -38,7 +38,7 @@ def test_crash_loop_of_sigkilled_runs_ends_equal_to_a_clean_run(tmp_path):
 SAVE_THEN_HANG = """
 import os, sys, time
 sys.path.insert(0, sys.argv[3])
-from clipsearch.vectors import VectorIndex
+from clipsearch.store.vectors import VectorIndex
 import numpy as np
 index = VectorIndex.build(np.arange(50), np.eye(50, 16, dtype=np.float32), {"generation": 2})
 def fsync_then_hang(fd):
@@ -110,7 +110,7 @@ def test_a_damaged_or_foreign_index_file_is_rebuilt_from_the_catalog_never_trust
     reopened = hash_library()
     assert [(h.path, round(h.score, 5)) for h in reopened.search("query", top_k=5)] == before
     assert len(reopened.search("query", top_k=100)) == 12
-    assert VectorIndex.load(str(library.directory / VECTORS_FILE), reopened._stamp()) is not None  # rewritten
+    assert reopened.vector_index_is_saved()  # rewritten
 
 
 def test_a_stale_index_file_from_an_older_catalog_state_is_rebuilt(hash_library, tmp_path):
@@ -191,11 +191,11 @@ def test_disk_full_while_indexing_gives_a_clear_error_keeps_committed_batches_an
     try:
         from tests.conftest import HashEmbedder
 
-        class WideEmbedder(HashEmbedder):
-            dim = 4096  # 16 KB per vector
+        def wide_embedder():
+            return HashEmbedder(HASH_SPEC, dim=4096)  # 16 KB per vector
 
         library = Library.open(disk / "index", model=HASH_SPEC, create=True)
-        library.use_embedder(WideEmbedder(HASH_SPEC))
+        library.use_embedder(wide_embedder())
         with pytest.raises(IndexStoreError, match="could not write to the catalog.*disk is full.*run the same"):
             library.index([tmp_path / "photos"], IndexOptions(batch_size=4, workers=1))
         stored = len(catalog_paths(library))
@@ -204,7 +204,7 @@ def test_disk_full_while_indexing_gives_a_clear_error_keeps_committed_batches_an
         library.close()
         subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)  # space freed
         resumed = Library.open(disk / "index", model=HASH_SPEC)
-        resumed.use_embedder(WideEmbedder(HASH_SPEC))
+        resumed.use_embedder(wide_embedder())
         report = resumed.index(options=IndexOptions(batch_size=4, workers=1))
         assert report.indexed == 40 - stored and report.unchanged == stored
         assert len(resumed.search("q", top_k=100)) == 40

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsearch.decode import BACKGROUND, DecodeOptions, PixelSpec, decode_image, load_pixels, open_image
 from clipsearch.errors import ImageError
+from clipsearch.imaging.decode import BACKGROUND, DecodeOptions, PixelSpec, decode_image, load_pixels, open_image
 from tests.reliability.hostile import animated, encoded, exif_jpeg, malformed_exif_jpeg, picture
 
 

@@ -6,9 +6,9 @@ import os
 import time
 
 from clipsearch import IndexOptions
-from clipsearch.catalog import FileStat
-from clipsearch.decode import DecodeOptions, PixelSpec
-from clipsearch.indexer import prepare_file
+from clipsearch.imaging.decode import DecodeOptions, PixelSpec
+from clipsearch.ingest.workers import prepare_file
+from clipsearch.store.catalog import FileStat
 from tests.reliability.conftest import catalog_paths
 from tests.reliability.hostile import crash_on_marked, encoded, hang_on_marked, mutate_on_marked, picture
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsearch.models import TINY_WEIGHTS, ModelSpec
+from clipsearch.model.models import TINY_WEIGHTS, ModelSpec
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,8 +27,8 @@ def make_embedder(options=None, name: str = "clipsearch-tiny", seed: int = 0):
     import open_clip
     import torch
 
-    from clipsearch.embed import Embedder, EmbedOptions
-    from clipsearch.models import register_tiny_model
+    from clipsearch.model.embed import Embedder, EmbedOptions
+    from clipsearch.model.models import register_tiny_model
 
     register_tiny_model()
     torch.manual_seed(seed)
@@ -58,6 +58,6 @@ def trained_tiny():
     """The bundled trained clipsearch-tiny; the tests that need it skip until its weights are committed."""
     if not TINY_WEIGHTS.is_file():
         pytest.skip("clipsearch-tiny weights are not there yet")
-    from clipsearch.embed import Embedder, EmbedOptions
+    from clipsearch.model.embed import Embedder, EmbedOptions
 
     return lambda **options: Embedder.load(ModelSpec.parse("clipsearch-tiny"), EmbedOptions(**options))

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipsearch import accel
-from clipsearch.decode import load_pixels
-from clipsearch.embed import EmbedOptions, _encode_text_trimmed, _is_causal_clip_text
+from clipsearch.imaging.decode import load_pixels
+from clipsearch.model import accel
+from clipsearch.model.embed import EmbedOptions, _encode_text_trimmed, _is_causal_clip_text
 from tests.speed.conftest import make_embedder
 
 TEXTS = [
@@ -125,7 +125,7 @@ def test_image_backends_stay_close_to_torch_on_the_same_pixels(random_tiny, phot
 
 
 def load_pixels_from(image, spec):
-    from clipsearch.decode import resize_and_crop
+    from clipsearch.imaging.decode import resize_and_crop
 
     return resize_and_crop(image, spec)
 
@@ -209,7 +209,7 @@ def test_default_paths_match_the_reference_vectors(held_out, trained_tiny):
 def test_cuda_path_matches_the_cpu_reference(random_tiny, photo_like_images):
     import open_clip
 
-    from clipsearch.embed import Embedder
+    from clipsearch.model.embed import Embedder
 
     model = random_tiny.model.to("cuda")
     try:

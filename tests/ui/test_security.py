@@ -40,8 +40,8 @@ def file_urls(hostile) -> list[str]:
         str(hostile.root / "fake.jpg"),
         str(hostile.library.directory / "catalog.sqlite"),
         "/etc/passwd",
-        f"{hostile.app.clipsearch_service.thumbnails.folder}/../../outside/secret.txt",
-        f"{hostile.app.clipsearch_service.thumbnails.folder}/../photos/page.html",
+        f"{hostile.app.clipsearch_service.media.folder}/../../outside/secret.txt",
+        f"{hostile.app.clipsearch_service.media.folder}/../photos/page.html",
         "../../../../../../../../etc/passwd",
     ]
     encoded = [urllib.parse.quote(t, safe="") for t in targets]
@@ -76,14 +76,14 @@ def test_original_photos_are_not_reachable_by_path(hostile, http):
 def test_thumbnails_are_served_and_carry_no_metadata(hostile, http):
     service = hostile.app.clipsearch_service
     row = hostile.library.file(hostile.exif_id)
-    thumb = service.thumbnails.get(row, hostile.library.roots())
-    assert thumb.parent.parent == service.thumbnails.folder
+    thumb = service.media.thumbnail(row.id)
+    assert thumb.parent.parent == service.media.folder
     response = http.get(f"/gradio_api/file={thumb}")
     assert response.status_code == 200 and response.headers["content-type"] == "image/webp"
     assert SECRET.encode() not in response.content
     image = Image.open(thumb)
     assert not image.getexif() and "exif" not in image.info and "xmp" not in image.info
-    assert max(image.size) <= service.thumbnails.options.size
+    assert max(image.size) <= 256  # the gallery tile size the app promises (README)
 
 
 def test_results_never_include_symlinks_html_or_rows_outside_the_roots(hostile, api):

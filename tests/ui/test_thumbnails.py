@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from clipsearch.errors import ImageError
-from clipsearch.thumbnails import Thumbnails, open_original
+from clipsearch.media.thumbnails import Thumbnails, open_original
 from tests.conftest import HashEmbedder
 
 

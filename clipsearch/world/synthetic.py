@@ -4,7 +4,7 @@ They stand in for photos wherever a real CLIP model cannot be downloaded: the ti
 clipsearch is trained on them (tools/train_tiny.py), and tests and demos search libraries made of them.
 Only PIL and numpy are needed, so generating a library never imports torch.
 
-    python -m clipsearch.synthetic demo-library --count 200 --seed 0
+    python -m clipsearch.world.synthetic demo-library --count 200 --seed 0
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
 def main(argv: list[str] | None = None) -> None:
     """Write a library of synthetic captioned images."""
     parser = argparse.ArgumentParser(
-        prog="python -m clipsearch.synthetic",
+        prog="python -m clipsearch.world.synthetic",
         description="Write COUNT synthetic scene images and captions.jsonl into OUT_DIR.",
     )
     parser.add_argument("out_dir", help="folder to write (created if missing)")

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipsearch.decode import IMAGE_EXTENSIONS
 from clipsearch.errors import QueryError
+from clipsearch.imaging.decode import IMAGE_EXTENSIONS
 
 _WEIGHT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*:(?!//)(.*)$", re.S)
 _OPERATOR_SPLIT = re.compile(r"(?:^|\s)([+-])(?=\s)")

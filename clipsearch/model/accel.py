@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clipsearch.models import IMAGE_BACKENDS, TEXT_BACKENDS  # noqa: F401  (their torch-free home, for the CLI)
+from clipsearch.model.models import IMAGE_BACKENDS, TEXT_BACKENDS  # noqa: F401  (their torch-free home, for the CLI)
 
 log = logging.getLogger(__name__)
 

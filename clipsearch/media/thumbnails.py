@@ -23,10 +23,10 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from clipsearch.catalog import FileRow
-from clipsearch.decode import IMAGE_EXTENSIONS, DecodeOptions, decode_image
 from clipsearch.errors import ImageError
-from clipsearch.scan import is_within
+from clipsearch.imaging.decode import IMAGE_EXTENSIONS, DecodeOptions, decode_image
+from clipsearch.ingest.scan import is_within
+from clipsearch.store.catalog import FileRow
 
 THUMBS_DIR = "thumbs"
 

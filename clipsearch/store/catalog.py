@@ -2,7 +2,9 @@
 
 Paths are stored as raw bytes (``os.fsencode``) so names that are not valid UTF-8 survive a round trip.
 Each embedded batch is written in one transaction: a killed run loses at most the batch in flight.
-Every change to the set of vectors bumps ``generation``; the FAISS index is stamped with it.
+Every change to the set of vectors bumps ``generation``; the FAISS index is stamped with it. Each row records
+the generation that last changed it and removed ids are logged, so a reader's in-memory index can catch up
+with only what changed (``changes_since``). The schema evolves through ``store.migrations``.
 """
 
 from __future__ import annotations
@@ -11,43 +13,16 @@ import json
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from clipsearch.errors import IndexStoreError
+from clipsearch.store.migrations import SCHEMA_VERSION, upgrade  # noqa: F401  (SCHEMA_VERSION: re-exported)
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS roots (path BLOB PRIMARY KEY, added REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    path BLOB NOT NULL UNIQUE,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL,
-    device INTEGER NOT NULL,
-    digest TEXT,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'skipped')),
-    reason TEXT,
-    width INTEGER,
-    height INTEGER,
-    vector BLOB,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_digest ON files (size, digest);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    started REAL NOT NULL,
-    finished REAL,
-    summary TEXT
-);
-"""
-
+# How many generations of removals are logged for readers' incremental updates; an older reader rebuilds.
+REMOVAL_LOG_GENERATIONS = 10_000
 
 @dataclass(frozen=True)
 class FileStat:
@@ -111,6 +86,20 @@ def _key(path: str) -> bytes:
     return os.fsencode(path)
 
 
+def _under(root: str) -> tuple[str, tuple]:
+    """A WHERE clause for the paths under ``root`` (the root itself included)."""
+    prefix = _key(root.rstrip(os.sep) + os.sep)
+    return "(substr(path, 1, ?) = ? OR path = ?)", (len(prefix), prefix, _key(root))
+
+
+def _id_matrix(rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+    return ids, matrix
+
+
 class Catalog:
     """A connection to one catalog file. Readers and one writer may use the same file at once (WAL)."""
 
@@ -134,21 +123,7 @@ class Catalog:
             raise IndexStoreError(f"the catalog {path} is unreadable ({exc}); move it aside to start afresh") from None
 
     def _init_schema(self) -> None:
-        version = self._meta_raw("schema_version")
-        if version is not None and int(version) > SCHEMA_VERSION:
-            raise IndexStoreError(
-                f"this index was written by a newer clipsearch (catalog schema {version}, this version reads "
-                f"{SCHEMA_VERSION}); upgrade clipsearch to use it"
-            )
-        if version is None:
-            with self.transaction():
-                for statement in _SCHEMA.strip().split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._set_meta("schema_version", str(SCHEMA_VERSION))
-                self._set_meta("generation", "0")
-                # Tells this catalog from a re-created one whose generation counter happens to match.
-                self._set_meta("instance", uuid.uuid4().hex)
+        upgrade(self._db, self.path)
 
     def close(self) -> None:
         self._db.close()
@@ -186,8 +161,17 @@ class Catalog:
         """A read transaction: every read inside sees one committed state, whatever a writer does meanwhile."""
         return _transaction(self._db, "BEGIN")
 
-    def _bump(self) -> None:
+    def _bump(self) -> int:
+        """Start a new generation of the vectors (inside a write transaction) and return its number."""
         self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        return self.generation()
+
+    def state(self) -> dict:
+        """What the derived vector index is stamped with: generation, catalog instance and model, in one read."""
+        rows = dict(self._db.execute(
+            "SELECT key, value FROM meta WHERE key IN ('generation', 'instance', 'model')").fetchall())
+        return {"generation": int(rows.get("generation") or 0), "instance": rows.get("instance"),
+                "model": json.loads(rows["model"]) if rows.get("model") else None}
 
     # -- roots --------------------------------------------------------------------------------------------
     def add_roots(self, roots: Iterable[str]) -> None:
@@ -201,79 +185,146 @@ class Catalog:
     # -- files --------------------------------------------------------------------------------------------
     def rows_under(self, root: str) -> dict[str, FileRow]:
         """Every row whose path lies under ``root`` (the root itself included)."""
-        prefix = _key(root.rstrip(os.sep) + os.sep)
-        rows = self._db.execute(
-            f"SELECT {_ROW_COLUMNS} FROM files WHERE substr(path, 1, ?) = ? OR path = ?",
-            (len(prefix), prefix, _key(root)),
-        )
+        where, args = _under(root)
+        rows = self._db.execute(f"SELECT {_ROW_COLUMNS} FROM files WHERE {where}", args)
         return {row.path: row for row in map(_row, rows)}
+
+    def has_rows_under(self, root: str) -> bool:
+        where, args = _under(root)
+        return self._db.execute(f"SELECT 1 FROM files WHERE {where} LIMIT 1", args).fetchone() is not None
 
     def get(self, file_id: int) -> FileRow | None:
         values = self._db.execute(f"SELECT {_ROW_COLUMNS} FROM files WHERE id = ?", (file_id,)).fetchone()
         return _row(values) if values else None
 
+    def get_many(self, file_ids: Iterable[int]) -> dict[int, FileRow]:
+        """The rows of ``file_ids`` that exist, by id."""
+        ids = [int(i) for i in file_ids]
+        found: dict[int, FileRow] = {}
+        for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for values in self._db.execute(f"SELECT {_ROW_COLUMNS} FROM files WHERE id IN ({marks})", chunk):
+                found[values[0]] = _row(values)
+        return found
+
     def get_vector(self, file_id: int) -> np.ndarray | None:
         values = self._db.execute("SELECT vector FROM files WHERE id = ? AND status = 'ok'", (file_id,)).fetchone()
         return np.frombuffer(values[0], dtype=np.float32).copy() if values and values[0] else None
 
+    def store_batch(self, embedded: Iterable[Embedded], skipped: Iterable[tuple[FileStat, str]]) -> None:
+        """Store embedded files and skipped ones together, in one transaction."""
+        embedded, skipped = list(embedded), list(skipped)
+        if not embedded and not skipped:
+            return
+        with self.transaction():
+            generation = self._bump()
+            self._insert_embedded(embedded, generation)
+            self._insert_skipped(skipped, generation)
+
     def store_embedded(self, batch: Iterable[Embedded]) -> None:
         """Insert or replace embedded files, all in one transaction."""
-        now = time.time()
-        with self.transaction():
-            for item in batch:
-                s = item.stat
-                self._db.execute(
-                    "INSERT INTO files (path, size, mtime_ns, inode, device, digest, status, reason, width, height,"
-                    " vector, updated) VALUES (?, ?, ?, ?, ?, ?, 'ok', NULL, ?, ?, ?, ?)"
-                    " ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
-                    " inode=excluded.inode, device=excluded.device, digest=excluded.digest, status='ok',"
-                    " reason=NULL, width=excluded.width, height=excluded.height, vector=excluded.vector,"
-                    " updated=excluded.updated",
-                    (_key(s.path), s.size, s.mtime_ns, s.inode, s.device, item.digest, item.width, item.height,
-                     np.ascontiguousarray(item.vector, dtype=np.float32).tobytes(), now),
-                )
-            self._bump()
+        self.store_batch(batch, ())
 
     def store_skipped(self, items: Iterable[tuple[FileStat, str]]) -> None:
         """Record files that could not be indexed, with the reason; a former vector of that path is dropped."""
+        self.store_batch((), items)
+
+    def _insert_embedded(self, batch: Iterable[Embedded], generation: int) -> None:
         now = time.time()
-        with self.transaction():
-            for s, reason in items:
-                self._db.execute(
-                    "INSERT INTO files (path, size, mtime_ns, inode, device, status, reason, updated)"
-                    " VALUES (?, ?, ?, ?, ?, 'skipped', ?, ?)"
-                    " ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
-                    " inode=excluded.inode, device=excluded.device, digest=NULL, status='skipped',"
-                    " reason=excluded.reason, width=NULL, height=NULL, vector=NULL, updated=excluded.updated",
-                    (_key(s.path), s.size, s.mtime_ns, s.inode, s.device, reason, now),
-                )
-            self._bump()
+        for item in batch:
+            s = item.stat
+            self._db.execute(
+                "INSERT INTO files (path, size, mtime_ns, inode, device, digest, status, reason, width, height,"
+                " vector, updated, changed) VALUES (?, ?, ?, ?, ?, ?, 'ok', NULL, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
+                " inode=excluded.inode, device=excluded.device, digest=excluded.digest, status='ok',"
+                " reason=NULL, width=excluded.width, height=excluded.height, vector=excluded.vector,"
+                " updated=excluded.updated, changed=excluded.changed",
+                (_key(s.path), s.size, s.mtime_ns, s.inode, s.device, item.digest, item.width, item.height,
+                 np.ascontiguousarray(item.vector, dtype=np.float32).tobytes(), now, generation),
+            )
+
+    def _insert_skipped(self, items: Iterable[tuple[FileStat, str]], generation: int) -> None:
+        now = time.time()
+        for s, reason in items:
+            self._db.execute(
+                "INSERT INTO files (path, size, mtime_ns, inode, device, status, reason, updated, changed)"
+                " VALUES (?, ?, ?, ?, ?, 'skipped', ?, ?, ?)"
+                " ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
+                " inode=excluded.inode, device=excluded.device, digest=NULL, status='skipped',"
+                " reason=excluded.reason, width=NULL, height=NULL, vector=NULL, updated=excluded.updated,"
+                " changed=excluded.changed",
+                (_key(s.path), s.size, s.mtime_ns, s.inode, s.device, reason, now, generation),
+            )
 
     def move(self, moves: Iterable[tuple[int, FileStat]]) -> None:
         """Give existing rows (and their vectors) new paths: renamed or moved files."""
         with self.transaction():
+            generation = self._bump()
             for file_id, s in moves:
-                self._db.execute("DELETE FROM files WHERE path = ? AND id != ?", (_key(s.path), file_id))
+                replaced = [r[0] for r in self._db.execute(
+                    "SELECT id FROM files WHERE path = ? AND id != ?", (_key(s.path), file_id))]
+                self._remove(replaced, generation)
                 self._db.execute(
                     "UPDATE files SET path = ?, size = ?, mtime_ns = ?, inode = ?, device = ?, updated = ?"
                     " WHERE id = ?",
                     (_key(s.path), s.size, s.mtime_ns, s.inode, s.device, time.time(), file_id),
                 )
-            self._bump()
+
+    def restat(self, items: Iterable[tuple[int, FileStat]]) -> None:
+        """New stat for files whose content is unchanged (same digest): their vectors stay as they are."""
+        with self.transaction():
+            self._db.executemany(
+                "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, device = ?, updated = ? WHERE id = ?",
+                [(s.size, s.mtime_ns, s.inode, s.device, time.time(), file_id) for file_id, s in items],
+            )
 
     def delete(self, file_ids: Iterable[int]) -> None:
         with self.transaction():
-            self._db.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in file_ids])
-            self._bump()
+            self._remove(list(file_ids), self._bump())
 
+    def _remove(self, file_ids: list[int], generation: int) -> None:
+        if not file_ids:
+            return
+        self._db.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in file_ids])
+        self._db.executemany("INSERT OR REPLACE INTO removed (id, generation) VALUES (?, ?)",
+                             [(i, generation) for i in file_ids])
+        floor = generation - REMOVAL_LOG_GENERATIONS
+        if floor > int(self._meta_raw("log_floor") or 0):
+            self._db.execute("DELETE FROM removed WHERE generation <= ?", (floor,))
+            self._set_meta("log_floor", str(floor))
+
+    # -- vectors ------------------------------------------------------------------------------------------
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """All stored vectors as ``(ids int64[n], matrix float32[n, dim])``."""
         rows = self._db.execute("SELECT id, vector FROM files WHERE status = 'ok' ORDER BY id").fetchall()
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        return ids, matrix
+        return _id_matrix(rows)
+
+    def vector_chunks(self, chunk_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All stored vectors in id order, ``chunk_size`` at a time, without holding them all at once."""
+        last = -1
+        while True:
+            rows = self._db.execute(
+                "SELECT id, vector FROM files WHERE status = 'ok' AND id > ? ORDER BY id LIMIT ?",
+                (last, chunk_size),
+            ).fetchall()
+            if not rows:
+                return
+            yield _id_matrix(rows)
+            last = rows[-1][0]
+
+    def changes_since(self, generation: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """What changed in the vectors after ``generation``: ``(ids, matrix)`` of rows added or replaced, and
+        the ids to drop (removed or now skipped). ``None`` when the log no longer reaches back that far."""
+        if generation < int(self._meta_raw("log_floor") or 0):
+            return None
+        rows = self._db.execute(
+            "SELECT id, status, vector FROM files WHERE changed > ? ORDER BY id", (generation,)).fetchall()
+        ids, matrix = _id_matrix([(r[0], r[2]) for r in rows if r[1] == "ok"])
+        gone = [r[0] for r in rows if r[1] != "ok"]
+        gone += [r[0] for r in self._db.execute("SELECT id FROM removed WHERE generation > ?", (generation,))]
+        return ids, matrix, np.asarray(sorted(set(gone)), dtype=np.int64)
 
     def iter_ids(self, path_prefix: str | None = None, mtime_range: tuple[float | None, float | None] = (None, None)
                  ) -> Iterator[int]:

@@ -11,8 +11,8 @@ import os
 import stat as stat_module
 from dataclasses import dataclass, field
 
-from clipsearch.catalog import FileStat
-from clipsearch.decode import IMAGE_EXTENSIONS
+from clipsearch.imaging.decode import IMAGE_EXTENSIONS
+from clipsearch.store.catalog import FileStat
 
 # Folders that photo tools, NASes and operating systems fill with thumbnails and junk.
 JUNK_DIRS = frozenset({

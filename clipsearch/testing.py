@@ -1,4 +1,5 @@
-"""Test doubles shared by the tests and tools/crashloop.py."""
+"""Test doubles for code built on clipsearch: a deterministic stand-in model with the ``EmbeddingModel``
+interface. Used by clipsearch's own tests, tools and benchmarks; no torch, no weights."""
 
 from __future__ import annotations
 
@@ -7,24 +8,23 @@ import time
 
 import numpy as np
 
-from clipsearch.decode import PixelSpec
-from clipsearch.models import ModelSpec
+from clipsearch.imaging.decode import PixelSpec, resize_and_crop
+from clipsearch.model.models import ModelSpec
 
 
 class HashEmbedder:
-    """A trivial deterministic embedder with the Embedder interface, for plumbing tests.
+    """A trivial deterministic embedder, for plumbing tests.
 
-    Images map to a unit vector derived from their pixels' mean colour and a hash; texts from a hash.
+    Images map to a unit vector derived from a hash of their pixels; texts from a hash of their bytes.
     ``calls`` counts how many images were encoded, so tests can prove nothing was re-embedded.
     """
 
-    dim = 16
-
-    def __init__(self, spec: ModelSpec | None = None, slow: float = 0.0):
+    def __init__(self, spec: ModelSpec | None = None, slow: float = 0.0, dim: int = 16, size: int = 32):
         self.spec = spec or ModelSpec("hash-test", "none")
-        self.pixel_spec = PixelSpec(size=32)
+        self.dim = dim
+        self.pixel_spec = PixelSpec(size=size)
         self.calls = 0
-        self.slow = slow  # seconds per batch: widens the window in which the crash loop's kills land mid-run
+        self.slow = slow  # seconds per batch: widens the window in which a crash test's kills land mid-run
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         time.sleep(self.slow)
@@ -32,8 +32,6 @@ class HashEmbedder:
         return np.stack([self._unit(p.tobytes()) for p in pixels])
 
     def encode_images(self, images) -> np.ndarray:
-        from clipsearch.decode import resize_and_crop
-
         return self.encode_pixels(np.stack([resize_and_crop(im, self.pixel_spec) for im in images]))
 
     def encode_texts(self, texts) -> np.ndarray:

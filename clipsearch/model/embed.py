@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from clipsearch import accel
-from clipsearch.decode import PixelSpec, resize_and_crop
-from clipsearch.models import ModelSpec, load_model
+from clipsearch.imaging.decode import PixelSpec, resize_and_crop
+from clipsearch.model import accel
+from clipsearch.model.models import ModelSpec, load_model
 
 
 @dataclass(frozen=True)

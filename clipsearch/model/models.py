@@ -14,14 +14,14 @@ from pathlib import Path
 from clipsearch.errors import ModelError
 
 TINY_MODEL = "clipsearch-tiny"
-# How the towers may run (clipsearch.accel); "auto" picks by measurement, see benchmarks/RESULTS.md.
+# How the towers may run (clipsearch.model.accel); "auto" picks by measurement, see benchmarks/RESULTS.md.
 IMAGE_BACKENDS = ("auto", "torch", "torch-int8", "onnx", "onnx-int8")
 TEXT_BACKENDS = ("auto", "torch", "torch-int8")
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
-PACKAGE_DIR = Path(__file__).resolve().parent
-TINY_CONFIG = PACKAGE_DIR / "model_configs" / f"{TINY_MODEL}.json"
-TINY_WEIGHTS = PACKAGE_DIR / "weights" / f"{TINY_MODEL}.safetensors"
+WORLD_DIR = Path(__file__).resolve().parent.parent / "world"
+TINY_CONFIG = WORLD_DIR / "model_configs" / f"{TINY_MODEL}.json"
+TINY_WEIGHTS = WORLD_DIR / "weights" / f"{TINY_MODEL}.safetensors"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,62 @@
+"""`clipsearch index`: add photo folders to an index and bring it up to date."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from clipsearch.cli.common import (
+    INDEX_OPTION,
+    JSON_OPTION,
+    embed_options,
+    engine_options,
+    friendly_errors,
+    model_options,
+    printable,
+    progress_bar,
+)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@INDEX_OPTION
+@model_options
+@click.option("--workers", type=click.IntRange(0, 64), help="Decode processes (0: decode in this process).")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option("--file-timeout", type=click.FloatRange(1, 3600), default=120, show_default=True,
+              help="Seconds one image may take to decode before it is skipped.")
+@engine_options
+@JSON_OPTION
+@friendly_errors
+def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, file_timeout, device, image_backend,
+          text_backend, reference, as_json) -> None:
+    """Index photo folders: embed new and changed images, drop deleted ones, follow moved ones.
+
+    \b
+    Example:
+      clipsearch index ~/Pictures /mnt/photos --index ~/photo-index
+    """
+    from clipsearch.ingest.run import IndexOptions
+    from clipsearch.library import Library
+    from clipsearch.model.models import ModelSpec
+
+    spec = ModelSpec.parse(model, pretrained, checkpoint) if (model or checkpoint or pretrained) else None
+    engine = embed_options(device, image_backend, text_backend, reference)
+    library = Library.open(index_dir, model=spec, create=True, embed_options=engine)
+    with library, progress_bar() as progress:
+        options = IndexOptions(batch_size=batch_size, workers=workers, file_timeout=file_timeout)
+        report = library.index(paths, options, progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(
+        f"indexed {report.indexed}, unchanged {report.unchanged}, moved {report.moved}, "
+        f"removed {report.removed}, skipped {len(report.skipped)} in {report.seconds:.1f}s"
+    )
+    for root in report.missing_roots:
+        click.echo(f"  root not available (kept its files): {root}")
+    for path, reason in report.skipped[:20]:
+        click.echo(f"  skipped {printable(path)}: {reason}")
+    if len(report.skipped) > 20:
+        click.echo(f"  ... {len(report.skipped) - 20} more; `clipsearch status` lists them all")

@@ -1,0 +1,72 @@
+"""`clipsearch serve` and `clipsearch demo`: the web app (imported only when a command runs)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from clipsearch.cli.common import (
+    INDEX_OPTION,
+    embed_options,
+    engine_options,
+    friendly_errors,
+    progress_bar,
+)
+from clipsearch.errors import ClipsearchError
+
+
+@click.command()
+@click.option("--dir", "demo_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the demo photos and index go (default: index/demo in a checkout).")
+@click.option("--count", type=click.IntRange(10, 100_000), default=300, show_default=True)
+@click.option("--serve/--no-serve", default=True, show_default=True, help="Open the web app at the end.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
+@friendly_errors
+def demo(demo_dir, count, serve, host, port) -> None:
+    """Offline demo: generate a sample library, index it with the bundled model, search it, open the web app.
+
+    \b
+    Example:
+      clipsearch demo --no-serve
+    """
+    from clipsearch.demo import run_demo
+
+    with progress_bar() as progress:
+        result = run_demo(demo_dir, count, progress=progress, echo=click.echo)
+    if serve:
+        serve_library(result.library, host, port, password=None)
+
+
+@click.command()
+@INDEX_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs --password.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
+@click.option("--password", envvar="CLIPSEARCH_PASSWORD", help="Required when listening beyond this machine.")
+@engine_options
+@friendly_errors
+def serve(index_dir, host, port, password, device, image_backend, text_backend, reference) -> None:
+    """Open the web app on an index.
+
+    \b
+    Example:
+      clipsearch serve --index ~/photo-index --port 7860
+    """
+    # One thread per request beats thread pools fighting over 2 cores under concurrent queries (DESIGN.md); it
+    # must be set before torch or faiss is imported, which is why only this outermost shell does it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from clipsearch.library import Library
+
+    engine = embed_options(device, image_backend, text_backend, reference)
+    serve_library(Library.open(index_dir, embed_options=engine), host, port, password)
+
+
+def serve_library(library, host: str, port: int, password: str | None) -> None:
+    try:
+        from ui.app import launch
+    except ImportError as exc:
+        raise ClipsearchError(f"the web app is not available ({exc})") from None
+    launch(library, host=host, port=port, password=password)
