@@ -16,9 +16,9 @@ import argparse
 import sys
 import time
 
-from benchmarks import bench_fidelity, bench_index, bench_query, bench_rescan
+from benchmarks import bench_fidelity, bench_index, bench_query, bench_refresh, bench_rescan
 
-ORDER = ("fidelity", "rescan", "query", "index")
+ORDER = ("fidelity", "rescan", "refresh", "query", "index")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {
         "fidelity": lambda: bench_fidelity.main([]),
         "rescan": lambda: bench_rescan.main(["--count", "50000"] if args.full else []),
+        "refresh": lambda: bench_refresh.main([]),
         "query": lambda: bench_query.main(["--sizes", "10000", "100000", "1000000"] if args.full else []),
         "index": lambda: bench_index.main(["--full", "--sweep"] if args.full else []),
     }

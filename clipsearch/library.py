@@ -34,10 +34,10 @@ from clipsearch.errors import (
 )
 from clipsearch.imaging.decode import DecodeOptions, open_image
 from clipsearch.ingest.run import IndexOptions, IndexReport, Progress, index_roots
-from clipsearch.ingest.scan import is_within
 from clipsearch.media.service import Media
 from clipsearch.model.models import ModelSpec
 from clipsearch.model.protocol import EmbeddingModel
+from clipsearch.paths import is_within
 from clipsearch.search.query import Term, combine, parse_query
 from clipsearch.store.catalog import Catalog, FileRow
 from clipsearch.store.vectors import DerivedIndex

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from clipsearch.errors import ImageError
 from clipsearch.imaging.decode import DecodeOptions
-from clipsearch.ingest.scan import is_within, scan_root
+from clipsearch.ingest.scan import scan_root
 from clipsearch.ingest.workers import content_digest, read_regular_file
+from clipsearch.paths import is_within
 from clipsearch.store.catalog import Catalog, FileRow, FileStat
 
 

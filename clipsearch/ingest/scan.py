@@ -12,6 +12,7 @@ import stat as stat_module
 from dataclasses import dataclass, field
 
 from clipsearch.imaging.decode import IMAGE_EXTENSIONS
+from clipsearch.paths import is_within
 from clipsearch.store.catalog import FileStat
 
 # Folders that photo tools, NASes and operating systems fill with thumbnails and junk.
@@ -32,10 +33,6 @@ class ScanResult:
 
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def is_within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def scan_root(root: str) -> ScanResult:

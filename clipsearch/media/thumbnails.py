@@ -25,7 +25,7 @@ from PIL import Image
 
 from clipsearch.errors import ImageError
 from clipsearch.imaging.decode import IMAGE_EXTENSIONS, DecodeOptions, decode_image
-from clipsearch.ingest.scan import is_within
+from clipsearch.paths import is_within
 from clipsearch.store.catalog import FileRow
 
 THUMBS_DIR = "thumbs"

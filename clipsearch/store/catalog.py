@@ -320,7 +320,7 @@ class Catalog:
         if generation < int(self._meta_raw("log_floor") or 0):
             return None
         rows = self._db.execute(
-            "SELECT id, status, vector FROM files WHERE changed > ? ORDER BY id", (generation,)).fetchall()
+            "SELECT id, status, vector FROM files WHERE changed > ?", (generation,)).fetchall()  # by the index
         ids, matrix = _id_matrix([(r[0], r[2]) for r in rows if r[1] == "ok"])
         gone = [r[0] for r in rows if r[1] != "ok"]
         gone += [r[0] for r in self._db.execute("SELECT id FROM removed WHERE generation > ?", (generation,))]

@@ -71,6 +71,9 @@ class VectorIndex:
 
         drop = np.unique(np.concatenate([np.asarray(gone, np.int64), np.asarray(ids, np.int64)]))
         if len(drop):
+            # Removing compacts the whole flat array (O(n)); new ids are the common case and need none.
+            drop = drop[np.isin(drop, faiss.vector_to_array(self._index.id_map))]
+        if len(drop):
             self._index.remove_ids(faiss.IDSelectorBatch(drop))
         if len(ids):
             if self._index.ntotal == 0 and matrix.shape[1] != self._index.d:

@@ -91,22 +91,11 @@ def test_a_second_writer_is_refused_with_a_clear_message_and_nothing_is_corrupte
     second.index([tmp_path / "photos"])  # the lock is free again
 
 
-HOLD_LOCK = """
-import sys, time
-sys.path.insert(0, sys.argv[2])
-from pathlib import Path
-from clipsearch.library import _write_lock
-with _write_lock(Path(sys.argv[1])):
-    print("locked", flush=True)
-    time.sleep(60)
-"""
-
-
 def test_a_writer_in_another_process_holds_the_lock_until_it_dies(hash_library, tmp_path):
     fill(tmp_path / "photos", 3)
     library = hash_library()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(library.directory), str(REPO)],
-                              stdout=subprocess.PIPE)
+    holder = subprocess.Popen([sys.executable, "-m", "tests.programs.hold_write_lock", str(library.directory)],
+                              cwd=REPO, stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline() == b"locked\n"
         with pytest.raises(IndexLockedError):

@@ -35,26 +35,13 @@ def test_crash_loop_of_sigkilled_runs_ends_equal_to_a_clean_run(tmp_path):
     assert summary["kills"] == 6 and summary["kills_after_a_commit"] >= 1
 
 
-SAVE_THEN_HANG = """
-import os, sys, time
-sys.path.insert(0, sys.argv[3])
-from clipsearch.store.vectors import VectorIndex
-import numpy as np
-index = VectorIndex.build(np.arange(50), np.eye(50, 16, dtype=np.float32), {"generation": 2})
-def fsync_then_hang(fd):
-    print("writing", flush=True)
-    time.sleep(60)
-os.fsync = fsync_then_hang
-index.save(sys.argv[1])
-"""
-
-
 def test_a_kill_while_the_faiss_file_is_written_leaves_the_previous_index_loadable(tmp_path):
     path = str(tmp_path / VECTORS_FILE)
     import numpy as np
 
     VectorIndex.build(np.arange(3), np.eye(3, 16, dtype=np.float32), {"generation": 1}).save(path)
-    child = subprocess.Popen([sys.executable, "-c", SAVE_THEN_HANG, path, "", str(REPO)], stdout=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-m", "tests.programs.save_then_hang", path], cwd=REPO,
+                             stdout=subprocess.PIPE)
     assert child.stdout.readline() == b"writing\n"  # the new file is half way: written, not yet renamed
     child.send_signal(signal.SIGKILL)
     child.wait()

@@ -79,18 +79,6 @@ def test_status_json_lists_every_skip_with_its_reason_including_non_utf8_names(h
     assert os.path.join(os.fsencode(hostile.root), b"names", NON_UTF8_NAME) in paths
 
 
-UNREADABLE_SCRIPT = """
-import json, sys
-sys.path.insert(0, sys.argv[3])
-from clipsearch import IndexOptions, Library, ModelSpec
-from tests.conftest import HashEmbedder
-library = Library.open(sys.argv[1], model=ModelSpec("hash-test", "none"), create=True)
-library.use_embedder(HashEmbedder(ModelSpec("hash-test", "none")))
-report = library.index([sys.argv[2]], IndexOptions(workers=1))
-print(json.dumps({"report": report.to_dict(), "files": [h.path for h in library.search("x", top_k=100)]}))
-"""
-
-
 def test_unreadable_files_and_folders_are_skipped_and_known_files_inside_are_kept(hash_library, tmp_path):
     """Root ignores permissions, so the run happens in a child that has dropped CAP_DAC_OVERRIDE and
     CAP_DAC_READ_SEARCH (setpriv): it is then held to the owner bits like any user."""
@@ -109,9 +97,9 @@ def test_unreadable_files_and_folders_are_skipped_and_known_files_inside_are_kep
     try:
         drop = "-dac_override,-dac_read_search"
         out = subprocess.run(
-            ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", sys.executable, "-c", UNREADABLE_SCRIPT,
-             str(library.directory), str(root), str(REPO)],
-            capture_output=True, text=True, timeout=120, check=True,
+            ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", sys.executable, "-m",
+             "tests.programs.index_with_hash_model", str(library.directory), str(root)],
+            cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
         )
     finally:
         os.chmod(root / "locked", 0o755)
