@@ -67,6 +67,7 @@ def synthetic_catalog(count: int, spec, dim: int, seed: int = 0) -> str:
 
 def run(sizes: list[int], repeats: int, top_k: int) -> dict:
     import faiss
+    import numpy as np
     import torch
 
     from clipsearch import Library
@@ -81,7 +82,7 @@ def run(sizes: list[int], repeats: int, top_k: int) -> dict:
         library = Library.open(synthetic_catalog(count, spec, fast.dim))
         library.use_embedder(fast)
         library.search(QUERIES[0], top_k)  # warm: loads or builds the FAISS index
-        ids, matrix = library._catalog.vectors()
+        ids, matrix = (np.concatenate(parts) for parts in zip(*library.iter_vectors()))
         flat = faiss.IndexFlatIP(matrix.shape[1])
         flat.add(matrix)
         del matrix

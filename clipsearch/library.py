@@ -204,6 +204,11 @@ class Library:
                 self._embedder = Embedder.load(self._model, self._embed_options or EmbedOptions())
             return self._embedder
 
+    @property
+    def model_is_loaded(self) -> bool:
+        """Whether the model has been loaded in this process (status and unchanged reruns never load it)."""
+        return self._embedder is not None
+
     def use_embedder(self, embedder: EmbeddingModel) -> None:
         """Hand in an already loaded embedder (shared between libraries, or a test double)."""
         with self._lock:
@@ -220,7 +225,7 @@ class Library:
         roots = [_real_root(p) for p in paths] if paths else self.roots()
         if not roots:
             raise ClipsearchError("nothing to index: give one or more photo folders")
-        with _write_lock(self.directory):
+        with self.write_lock():
             writer = Catalog.open(str(self.directory / CATALOG_FILE))
 
             def get_model() -> EmbeddingModel:
@@ -237,6 +242,11 @@ class Library:
             with self._lock:
                 self._vectors.save()
         return report
+
+    def write_lock(self) -> _write_lock:
+        """The index's writer lock (held by an index run): ``IndexLockedError`` at once if another process holds
+        it. Readers never wait for it."""
+        return _write_lock(self.directory)
 
     def roots(self) -> list[str]:
         with self._lock:

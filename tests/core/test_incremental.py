@@ -180,7 +180,7 @@ def test_rerun_over_an_unchanged_library_never_loads_the_model(tmp_path, photos)
     first.close()
     again = Library.open(tmp_path / "index")  # no embedder handed in: loading "hash-test" would fail
     report = again.index()
-    assert report.unchanged == 6 and again._embedder is None
+    assert report.unchanged == 6 and not again.model_is_loaded
     again.close()
 
 

@@ -5,11 +5,10 @@
 
 import sys
 import time
-from pathlib import Path
 
-from clipsearch.library import _write_lock
+from clipsearch import Library
 
 if __name__ == "__main__":
-    with _write_lock(Path(sys.argv[1])):
+    with Library.open(sys.argv[1]).write_lock():
         print("locked", flush=True)
         time.sleep(60)

@@ -6,7 +6,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -27,64 +26,67 @@ def fill(root: Path, count: int) -> None:
         (root / f"p{i:03}.png").write_bytes(encoded(picture(i, (40, 30)), "PNG"))
 
 
-class SlowEmbedder(HashEmbedder):
-    """Takes its time per batch, so that other things happen while a run is in progress."""
+class SteppedEmbedder(HashEmbedder):
+    """Encodes one batch per ``step()`` of the test: the run pauses before each batch until the test lets it go,
+    so the test decides what happens between two commits (no sleeps, no races)."""
 
-    def __init__(self, spec, delay: float, started: threading.Event | None = None):
+    def __init__(self, spec):
         super().__init__(spec)
-        self.delay = delay
-        self.started = started
+        self.waiting = threading.Semaphore(0)  # released when a batch is ready to be encoded
+        self.go = threading.Semaphore(0)
 
     def encode_pixels(self, pixels):
-        if self.started is not None:
-            self.started.set()
-        time.sleep(self.delay)
+        self.waiting.release()
+        assert self.go.acquire(timeout=60), "the test never let the batch go"
         return super().encode_pixels(pixels)
+
+    def next_batch_waiting(self) -> bool:
+        return self.waiting.acquire(timeout=60)
 
 
 def test_searches_stay_consistent_while_an_index_run_is_in_progress(hash_library, tmp_path):
-    fill(tmp_path / "photos", 48)
-    writer = hash_library(embedder=SlowEmbedder(HASH_SPEC, 0.15))
+    fill(tmp_path / "photos", 24)
+    embedder = SteppedEmbedder(HASH_SPEC)
+    writer = hash_library(embedder=embedder)
     reader = Library.open(writer.directory)  # a second handle, like the web app's
     reader.use_embedder(HashEmbedder(HASH_SPEC))
     run = threading.Thread(target=writer.index, args=([tmp_path / "photos"], IndexOptions(batch_size=4, workers=1)))
     run.start()
-    seen, errors = [], []
-    while run.is_alive():
-        try:
-            hits = reader.search("anything", top_k=100)
-        except Exception as exc:  # noqa: BLE001 - any failure of a search during a write is the bug
-            errors.append(exc)
-            break
+    seen = []
+    for _ in range(6):
+        assert embedder.next_batch_waiting()
+        hits = reader.search("anything", top_k=100)  # between two commits
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True)
         assert len({h.path for h in hits}) == len(hits)
         seen.append(len(hits))
-        time.sleep(0.02)
-    run.join()
+        embedder.go.release()
+    run.join(60)
+    assert not run.is_alive()
     writer.close()
-    assert not errors
-    assert seen == sorted(seen)  # results only ever grow, batch by batch (whole batches of 4)
-    assert all(n % 4 == 0 for n in seen) and len(set(seen)) > 3
-    final = reader.search("anything", top_k=100)
-    assert len(final) == 48
+    assert seen == [0, 4, 8, 12, 16, 20]  # each search saw exactly the batches committed before it
+    assert len(reader.search("anything", top_k=100)) == 24
 
 
 def test_a_second_writer_is_refused_with_a_clear_message_and_nothing_is_corrupted(hash_library, tmp_path):
     fill(tmp_path / "photos", 24)
-    started = threading.Event()
-    first = hash_library(embedder=SlowEmbedder(HASH_SPEC, 0.2, started))
+    embedder = SteppedEmbedder(HASH_SPEC)
+    first = hash_library(embedder=embedder)
     run = threading.Thread(target=first.index, args=([tmp_path / "photos"], IndexOptions(batch_size=4, workers=1)))
     run.start()
-    assert started.wait(30)
-    second = hash_library()
-    with pytest.raises(IndexLockedError, match="another clipsearch process is indexing into"):
-        second.index([tmp_path / "photos"])
-    result = CliRunner().invoke(main, ["index", str(tmp_path / "photos"), "--index", str(second.directory)])
-    assert result.exit_code == 1
-    assert result.output.startswith("clipsearch: error: another clipsearch process is indexing into")
-    assert "Traceback" not in result.output
-    run.join()
+    try:
+        assert embedder.next_batch_waiting()  # the first run holds the lock, mid-run
+        second = hash_library()
+        with pytest.raises(IndexLockedError, match="another clipsearch process is indexing into"):
+            second.index([tmp_path / "photos"])
+        result = CliRunner().invoke(main, ["index", str(tmp_path / "photos"), "--index", str(second.directory)])
+        assert result.exit_code == 1
+        assert result.output.startswith("clipsearch: error: another clipsearch process is indexing into")
+        assert "Traceback" not in result.output
+    finally:
+        for _ in range(6):
+            embedder.go.release()
+        run.join(60)
     db = sqlite3.connect(second.directory / "catalog.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert db.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone() == (24,)
