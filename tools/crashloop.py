@@ -143,6 +143,17 @@ def _generation(index: Path) -> str | None:
         return None
 
 
+def _stored_rows(index: Path) -> int:
+    try:
+        db = sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0  # no catalog yet: killed before the first commit
+
+
 def catalog_rows(index: Path) -> dict[bytes, tuple]:
     db = sqlite3.connect(index / "catalog.sqlite")
     try:
@@ -234,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
 
     kills = attempts = after_commit = cycles = 0
+    stored_at_kill: list[int] = []  # indexed rows in the crashed catalog right after each kill
     estimate = 3.0  # seconds a run takes; updated from runs that finished
     started = time.monotonic()
     while kills < args.kills and attempts < 20 * args.kills + 20:
@@ -247,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             delay = rng.choice([rng.uniform(0, 0.6), rng.uniform(0, estimate * 1.1)])
             killed, seconds = run_once(command(args, work / "crashed"), delay, args.timeout)
         kills += killed
+        if killed:
+            stored_at_kill.append(_stored_rows(work / "crashed"))
         if not killed:  # the index caught up: change the folder so the next runs have work to be killed in
             estimate = max(estimate, seconds)
             cycles += 1
@@ -256,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = compare(args, work / "clean", work / "crashed")
     summary = {
         "files": args.files, "mode": args.mode, "embedder": args.embedder, "kills": kills,
-        "kills_after_a_commit": after_commit,
+        "kills_after_a_commit": after_commit, "stored_at_kill": stored_at_kill, "seed": args.seed,
         "attempts": attempts, "folder_changes": cycles,
         "clean_run_s": round(clean_seconds, 2), "final_run_s": round(final_seconds, 2),
         "loop_s": round(time.monotonic() - started, 1), "rows": len(catalog_rows(work / "clean")),

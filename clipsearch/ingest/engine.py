@@ -47,13 +47,17 @@ class LocalEngine:
             return
         model = get_model()
         pending: list[Prepared] = []
-        for prepared in prepare_all(files, model.pixel_spec, options):
-            pending.append(prepared)
-            if len(pending) >= options.batch_size:
+        prepared_files = prepare_all(files, model.pixel_spec, options)
+        try:
+            for prepared in prepared_files:
+                pending.append(prepared)
+                if len(pending) >= options.batch_size:
+                    yield encode_batch(model, pending)
+                    pending = []
+            if pending:
                 yield encode_batch(model, pending)
-                pending = []
-        if pending:
-            yield encode_batch(model, pending)
+        finally:
+            prepared_files.close()  # stop the workers now, not whenever the generator is collected
 
 
 def encode_batch(model: EmbeddingModel, prepared: list[Prepared]) -> Batch:

@@ -106,13 +106,18 @@ def _index_roots(catalog: Catalog, get_model, roots: list[str], options: IndexOp
     if progress:
         progress(0, total)
     engine = options.engine or LocalEngine()
-    for batch in engine.batches(plan.to_embed, get_model, options.worker_options()):
-        commit_batch(catalog, batch)
-        report.indexed += len(batch.embedded)
-        report.skipped.extend((s.path, reason) for s, reason in batch.skipped)
-        done += len(batch)
-        if progress:
-            progress(done, total)
+    batches = iter(engine.batches(plan.to_embed, get_model, options.worker_options()))
+    try:
+        for batch in batches:
+            commit_batch(catalog, batch)
+            report.indexed += len(batch.embedded)
+            report.skipped.extend((s.path, reason) for s, reason in batch.skipped)
+            done += len(batch)
+            if progress:
+                progress(done, total)
+    finally:
+        if hasattr(batches, "close"):
+            batches.close()  # a failed commit stops the engine's workers now, not whenever it is collected
     report.seconds = time.monotonic() - started
     catalog.finish_run(run_id, {k: v for k, v in report.to_dict().items() if k != "skipped"}
                        | {"skipped": len(report.skipped)})

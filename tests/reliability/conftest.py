@@ -18,6 +18,8 @@ from tests.conftest import HashEmbedder
 from tests.reliability.hostile import Expected, header_bomb_png, make_hostile_library, palette_bomb_png
 
 HASH_SPEC = ModelSpec("hash-test", "none")
+# Mounting a tmpfs or dropping capabilities needs root: CI runs as root, so these run there.
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts a tmpfs / drops capabilities)")
 
 
 @pytest.fixture(scope="session")
@@ -70,5 +72,13 @@ def run_crashloop(work: Path, *args: str, timeout: int) -> dict:
         capture_output=True, text=True, timeout=timeout, cwd=REPO,
     )
     summary = json.loads(out.stdout)
-    assert out.returncode == 0 and summary["equal"], summary["problems"]
+    assert out.returncode == 0 and summary["equal"], (summary["problems"], f"seed {summary['seed']}")
     return summary
+
+
+def assert_kills_landed_mid_run(summary: dict) -> None:
+    """At least one kill came after some batches were committed and before the last: a run that resumed."""
+    stored, total = summary["stored_at_kill"], summary["rows"]
+    assert len(stored) == summary["kills"] and summary["kills_after_a_commit"] >= 1, summary
+    assert any(0 < n < total for n in stored), (
+        f"no kill landed between two commits (stored at each kill {stored}, {total} rows; seed {summary['seed']})")

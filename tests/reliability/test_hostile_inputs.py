@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from clipsearch import IndexOptions
 from clipsearch.cli import main
-from tests.reliability.conftest import catalog_paths, rel
+from tests.reliability.conftest import catalog_paths, needs_root, rel
 from tests.reliability.hostile import NON_UTF8_NAME, encoded, picture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,6 +79,7 @@ def test_status_json_lists_every_skip_with_its_reason_including_non_utf8_names(h
     assert os.path.join(os.fsencode(hostile.root), b"names", NON_UTF8_NAME) in paths
 
 
+@needs_root
 def test_unreadable_files_and_folders_are_skipped_and_known_files_inside_are_kept(hash_library, tmp_path):
     """Root ignores permissions, so the run happens in a child that has dropped CAP_DAC_OVERRIDE and
     CAP_DAC_READ_SEARCH (setpriv): it is then held to the owner bits like any user."""

@@ -21,17 +21,32 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @pytest.fixture(scope="module")
-def page(scenes_app):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1050})
-        page.set_default_timeout(20_000)
-        page.goto(scenes_app.local_url)
-        page.locator("#query textarea, #query input").first.wait_for()
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser, scenes_app):
+    """A fresh page of the app for each test: no test depends on what another left on screen."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1050})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(scenes_app.local_url)
+    page.locator("#query textarea, #query input").first.wait_for()
+    yield page
+    context.close()
+
+
+def search(page, words: str) -> str:
+    box = page.locator("#query textarea, #query input").first
+    box.fill(words)
+    box.press("Enter")
+    return wait_for_summary(page, f"for {words}")
 
 
 def gallery_names(page) -> list[str]:
@@ -74,6 +89,7 @@ def test_an_uploaded_image_finds_its_scene(page, scenes, tmp_path):
 
 
 def test_clicking_a_result_previews_it_and_more_like_this_searches_from_it(page, scenes, tmp_path):
+    search(page, scenes[1][7]["caption"])
     page.locator("#results button.thumbnail-item").nth(1).click()
     details = page.locator("#details")
     details.wait_for()
@@ -93,8 +109,8 @@ def test_clicking_a_result_previews_it_and_more_like_this_searches_from_it(page,
     page.locator("#preview-image img").wait_for()
 
     shot = tmp_path / "screenshot.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert Image.open(shot).size[0] >= 1400
+    page.screenshot(path=str(shot))  # the viewport: what a person sees, not a full-page capture
+    assert Image.open(shot).size == (1400, 1050)
     if os.environ.get("CLIPSEARCH_SCREENSHOT"):
         shutil.copy(shot, Path(os.environ["CLIPSEARCH_SCREENSHOT"]))
 
