@@ -157,6 +157,7 @@ def test_an_empty_root_folder_left_by_an_unmounted_drive_keeps_its_files(hash_li
     assert library.index().removed == 5  # a root with contents is believed
 
 
+@needs_root
 def test_an_empty_mount_point_is_not_read_as_everything_deleted(hash_library, tmp_path):
     mount = tmp_path / "drive"
     mount.mkdir()
