@@ -199,7 +199,8 @@ class Library:
             if self._embedder is None:
                 if self._model is None:
                     raise IndexStoreError(f"the index at {self.directory} is empty and has no model yet")
-                from clipsearch.model.embed import Embedder, EmbedOptions
+                from clipsearch.model.embed import Embedder
+                from clipsearch.model.models import EmbedOptions
 
                 self._embedder = Embedder.load(self._model, self._embed_options or EmbedOptions())
             return self._embedder

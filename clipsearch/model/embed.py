@@ -8,7 +8,6 @@ open_clip's own ``preprocess``/``encode_*`` reference path, which ``EmbedOptions
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,19 +17,7 @@ from PIL import Image
 
 from clipsearch.imaging.decode import PixelSpec, resize_and_crop
 from clipsearch.model import accel
-from clipsearch.model.models import ModelSpec, load_model
-
-
-@dataclass(frozen=True)
-class EmbedOptions:
-    """How to run the model. ``reference=True`` forces plain open_clip calls everywhere (the ground truth)."""
-
-    device: str | None = None  # None: CUDA when available, else CPU
-    reference: bool = False
-    # "auto" (ONNX Runtime int8 for large towers on CPU, else torch), "torch", "torch-int8", "onnx", "onnx-int8".
-    image_backend: str = "auto"
-    # "auto" (int8 Linear layers for large causal text towers on CPU, else fp32), "torch", "torch-int8".
-    text_backend: str = "auto"
+from clipsearch.model.models import EmbedOptions, ModelSpec, load_model  # noqa: F401  (EmbedOptions: its old home)
 
 
 def pick_device(requested: str | None) -> str:

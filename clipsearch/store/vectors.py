@@ -202,9 +202,13 @@ class DerivedIndex:
         return VectorIndex.load(self.path, self.stamp()) is not None
 
     def save(self) -> None:
-        """Write the current index to its file unless the file already holds it (by its header's stamp)."""
-        index = self.current()
+        """Write the current index to its file unless the file already holds it (by its header's stamp).
+
+        After a run that changed nothing this reads only the file's header: FAISS is not even imported."""
         on_disk = read_stamp(self.path)
+        if on_disk is not None and all(on_disk.get(k) == v for k, v in self.stamp().items()):
+            return
+        index = self.current()
         if on_disk is None or any(on_disk.get(k) != v for k, v in index.stamp.items()):
             self._write()
 

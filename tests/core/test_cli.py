@@ -181,6 +181,11 @@ def test_help_imports_neither_torch_nor_the_web_app():
     assert cli_imports("--help") == {"exit": 0, "imported": []}
 
 
+def test_an_index_run_over_unchanged_photos_imports_neither_torch_nor_faiss(indexed):
+    photos, index_dir, _ = indexed
+    assert cli_imports("index", photos, "--index", index_dir) == {"exit": 0, "imported": []}
+
+
 def test_status_of_an_index_imports_neither_torch_nor_faiss_nor_the_web_app(indexed):
     _, index_dir, _ = indexed
     assert cli_imports("status", "--index", index_dir) == {"exit": 0, "imported": []}
