@@ -45,17 +45,23 @@ def rebuilds(monkeypatch) -> list[int]:
     return calls
 
 
+def indexed(tmp_path: Path, count: int) -> tuple[Path, HashEmbedder, Library]:
+    """``count`` photos, indexed once: (photo folder, the embedder, the writing library)."""
+    photos = tmp_path / "photos"
+    for i in range(count):
+        photo(photos / f"p{i}.png", i)
+    embedder = HashEmbedder(SPEC)
+    writer = open_library(tmp_path / "index", embedder)
+    writer.index([photos], IndexOptions(workers=0))
+    return photos, embedder, writer
+
+
 def paths_found(library: Library) -> set[str]:
     return {os.path.basename(h.path) for h in library.search("anything", top_k=1000)}
 
 
 def test_a_reader_catches_up_with_added_changed_and_deleted_files_without_a_rebuild(tmp_path, rebuilds):
-    photos = tmp_path / "photos"
-    for i in range(6):
-        photo(photos / f"p{i}.png", i)
-    embedder = HashEmbedder(SPEC)
-    writer = open_library(tmp_path / "index", embedder)
-    writer.index([photos], IndexOptions(workers=0))
+    photos, embedder, writer = indexed(tmp_path, 6)
     reader = open_library(tmp_path / "index", embedder)
     assert paths_found(reader) == {f"p{i}.png" for i in range(6)}
     rebuilds.clear()
@@ -74,12 +80,7 @@ def test_a_reader_catches_up_with_added_changed_and_deleted_files_without_a_rebu
 
 def test_a_reader_further_behind_than_the_removal_log_rebuilds_from_the_catalog(tmp_path, rebuilds, monkeypatch):
     monkeypatch.setattr(catalog_module, "REMOVAL_LOG_GENERATIONS", 1)
-    photos = tmp_path / "photos"
-    for i in range(4):
-        photo(photos / f"p{i}.png", i)
-    embedder = HashEmbedder(SPEC)
-    writer = open_library(tmp_path / "index", embedder)
-    writer.index([photos], IndexOptions(workers=0))
+    photos, embedder, writer = indexed(tmp_path, 4)
     reader = open_library(tmp_path / "index", embedder)
     assert len(paths_found(reader)) == 4
     rebuilds.clear()
@@ -91,12 +92,7 @@ def test_a_reader_further_behind_than_the_removal_log_rebuilds_from_the_catalog(
 
 
 def test_the_writer_saves_the_caught_up_index_so_a_new_reader_loads_it_without_a_rebuild(tmp_path, rebuilds):
-    photos = tmp_path / "photos"
-    for i in range(5):
-        photo(photos / f"p{i}.png", i)
-    embedder = HashEmbedder(SPEC)
-    writer = open_library(tmp_path / "index", embedder)
-    writer.index([photos], IndexOptions(workers=0))
+    photos, embedder, writer = indexed(tmp_path, 5)
     photo(photos / "p5.png", 5)
     writer.index(options=IndexOptions(workers=0))
     rebuilds.clear()
