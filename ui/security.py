@@ -63,7 +63,7 @@ class HostPolicy:
         wildcard = bound in WILDCARD_HOSTS
         if wildcard:
             machine = socket.gethostname().lower()
-            names |= {machine, machine.split(".")[0]}
+            names |= {machine, machine.split(".")[0], machine.split(".")[0] + ".local"}  # .local: mDNS
         else:
             names.add(bound)
         return cls(frozenset(n for n in names if n), wildcard)
@@ -242,8 +242,9 @@ def guarded_gradio_app(policy: HostPolicy):
 def check_port_free(host: str, port: int) -> None:
     """Refuse, in one line naming ``--port``, a port that another program holds (or an address not ours).
 
-    The bind the server makes (SO_REUSEADDR, as uvicorn does), tried up front: a second ``serve`` on the same
-    port fails at once instead of after loading the model.
+    The binds the server will make, tried up front (with SO_REUSEADDR, as uvicorn): every address ``host``
+    names, and 127.0.0.1, which Gradio checks too. A second ``serve`` on the same port then fails at once
+    instead of after loading the model.
     """
     if port == 0:
         return
@@ -252,18 +253,28 @@ def check_port_free(host: str, port: int) -> None:
         infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror:
         raise ClipsearchError(f"cannot listen on {host}: no such address on this machine (check --host)") from None
-    family, _, _, _, sockaddr = infos[0]
+    own = list(dict.fromkeys((family, sockaddr[:2]) for family, _, _, _, sockaddr in infos))
+    failures = [error for family, sockaddr in own if (error := _bind_error(family, sockaddr))]
+    if len(failures) == len(own) and not any(e.errno in _TAKEN for e in failures):
+        raise ClipsearchError(f"cannot listen on {host} port {port}: {failures[0].strerror} (check --host)")
+    failures.append(_bind_error(socket.AF_INET, ("127.0.0.1", port)))  # Gradio's own check binds there
+    taken = next((e for e in failures if e is not None and e.errno in _TAKEN), None)
+    if taken is not None:
+        why = "is already in use" if taken.errno == errno.EADDRINUSE else "needs privileges"
+        raise ClipsearchError(f"port {port} on {host} {why} (another clipsearch serve?); choose another with --port")
+
+
+_TAKEN = (errno.EADDRINUSE, errno.EACCES)
+
+
+def _bind_error(family: int, sockaddr: tuple) -> OSError | None:
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(sockaddr)
         except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                why = "is already in use" if exc.errno == errno.EADDRINUSE else "needs privileges"
-                raise ClipsearchError(
-                    f"port {port} on {host} {why} (another clipsearch serve?); choose another with --port"
-                ) from None
-            raise ClipsearchError(f"cannot listen on {host} port {port}: {exc.strerror} (check --host)") from None
+            return exc
+    return None
 
 
 def _same_ip(name: str, address: str) -> bool:

@@ -146,6 +146,7 @@ def test_the_exit_status_for_a_missing_folder_is_documented():
         (["search", "red", "--folder", "{elsewhere}"], 1, "not inside the indexed folders"),
         (["serve", "--allowed-host", "http://photos.lan"], 2, "--allowed-host"),
         (["serve", "--allowed-host", "photos.lan:7860"], 2, "--allowed-host"),
+        (["serve", "--host", "192.0.2.1", "--password", "p", "--port", "7999"], 1, "(check --host)"),  # TEST-NET
     ],
 )
 def test_bad_options_get_one_clear_line(scenes_library, tmp_path, args, code, message):

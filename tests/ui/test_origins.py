@@ -337,3 +337,63 @@ def test_host_headers_are_parsed_like_urls():
     assert split_host_header("[::1]:7860") == ("::1", 7860)
     assert split_host_header("Photos.LAN.") == ("photos.lan", None)
     assert split_host_header("photos.lan:0") is None
+
+
+# -- the same in a real browser: the headers the rules rely on are the ones Chromium sends ---------------
+@pytest.mark.browser
+def test_in_a_browser_a_page_on_another_origin_can_neither_read_the_app_nor_start_a_search(
+        locked_app, tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    service = locked_app.app.clipsearch_service
+    searches = []
+    real_search = service.search
+    monkeypatch.setattr(service, "search", lambda *args: searches.append(args) or real_search(*args))
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<html><body>another site</body></html>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    app_url = f"http://127.0.0.1:{locked_app.port}"
+    call = (f"fetch('{app_url}/gradio_api/call/search', {{method: 'POST', credentials: 'include', "
+            "headers: {'Content-Type': 'application/json'}, "
+            "body: JSON.stringify({data: ['a photo', 3, -1, '', '', '']})})")
+    search = (f"async () => {{ const {{event_id}} = await (await {call}).json();"
+              f" return (await (await fetch('{app_url}/gradio_api/call/search/' + event_id,"
+              " {credentials: 'include'})).text()).includes('event: complete'); }")
+    no_cors = f"async () => (await {call.replace('credentials', 'mode: ' + repr('no-cors') + ', credentials')}).status"
+    thumbnail = f"{app_url}/gradio_api/file={locked_app.thumbnail}"
+    image = ("() => new Promise(done => { const i = new Image(); i.onload = () => done('loaded');"
+             f" i.onerror = () => done('refused'); i.src = '{thumbnail}'; }})")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = browser.new_context()
+            own = context.new_page()
+            own.set_default_timeout(20_000)
+            own.goto(app_url)
+            own.get_by_label("username").fill("me")
+            own.get_by_label("password").fill(PASSWORD)
+            own.get_by_role("button", name="Login").click()
+            own.locator("#query textarea").wait_for()
+            assert own.evaluate(search) is True and len(searches) == 1  # the app's own page may search
+
+            foreign = context.new_page()  # same browser, same cookies, another origin
+            foreign.goto(f"http://127.0.0.1:{other.server_address[1]}/")
+            read = (f"async () => {{ try {{ await fetch('{app_url}/config', {{credentials: 'include'}});"
+                    " return 'read'; } catch (e) { return 'refused'; } }")
+            assert foreign.evaluate(read) == "refused"
+            assert foreign.evaluate(no_cors) == 0  # an opaque answer: the browser hides it, the server refused
+            assert foreign.evaluate(image) == "refused"
+            assert own.evaluate(image) == "loaded"
+            assert own.evaluate(search) is True  # queued after the other site's attempt, answered after it
+            browser.close()
+    finally:
+        other.shutdown()
+    assert len(searches) == 2  # the own page's two searches; the other site's never reached the search
