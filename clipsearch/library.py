@@ -131,7 +131,8 @@ class Library:
         self._lock = threading.RLock()
         self.decode_options = DecodeOptions()
         self._media: dict[str, Media] = {}
-        self._made_here: tuple[bool] | None = None  # (folder created too,) while a new index has no run yet
+        # Set by open() for an index it created, until a first run succeeds: a failed one takes it back.
+        self._new_index = self._new_folder = False
 
     # -- opening ------------------------------------------------------------------------------------------
     @classmethod
@@ -172,8 +173,7 @@ class Library:
         elif model is None and create:
             model = ModelSpec.parse(None)
         library = cls(path, catalog, model, embed_options)
-        # A new index that never gets a vector is taken back if its first run fails (see index()).
-        library._made_here = (new_folder,) if new_catalog else None
+        library._new_index, library._new_folder = new_catalog, new_folder
         return library
 
     def close(self) -> None:
@@ -247,7 +247,7 @@ class Library:
             except BaseException:
                 self._take_back_new_index()
                 raise
-            self._made_here = None
+            self._new_index = False
             report.missing_roots.extend(not_found)
             with self._lock:
                 self._vectors.save()
@@ -273,9 +273,10 @@ class Library:
         return roots, not_found
 
     def _take_back_new_index(self) -> None:
-        """Remove an index this library created if it still holds no vector: a failed first run (the model
-        would not load, no folder was there) must not leave a catalog behind that names a model or nothing."""
-        if self._made_here is None:
+        """Remove the index this library created, if it still holds no vector: a first run that failed (the
+        model would not load, no folder was there) leaves neither a catalog without vectors nor an empty
+        index folder behind."""
+        if not self._new_index:
             return
         with self._lock:
             if self._catalog.counts()["files"]:
@@ -283,12 +284,12 @@ class Library:
             self._catalog.close()
         for name in (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", VECTORS_FILE, LOCK_FILE):
             (self.directory / name).unlink(missing_ok=True)
-        if self._made_here[0]:
+        if self._new_folder:
             try:
                 self.directory.rmdir()
             except OSError:
                 pass  # something else was put there meanwhile: leave the folder
-        self._made_here = None
+        self._new_index = False
 
     def roots(self) -> list[str]:
         with self._lock:

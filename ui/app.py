@@ -7,7 +7,8 @@
 Safe by default: it listens on 127.0.0.1, never makes a share link, and serves only thumbnails it made
 itself (the one folder in ``allowed_paths``); originals leave only through the checked download. Uploads are
 size-limited, taken as a file path and decoded under the same guards as indexing. Listening beyond this
-machine needs a password.
+machine needs a password. Every request, to Gradio's routes as to ours, first passes ``ui.security``: the Host
+header must name an address the app is served on (DNS rebinding), and no other origin may read or post.
 
 Named API endpoints (``gradio_client`` or plain HTTP): ``/search``, ``/search_image``, ``/more_like``,
 ``/original`` and ``/status``; see ui/README-section.md.
