@@ -159,6 +159,16 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] * 1000, 1)
 
 
+def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares growth of (seconds, MiB) samples, in MiB per minute: a plateau is near 0."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mean_t, mean_r = sum(t for t, _ in points) / n, sum(r for _, r in points) / n
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    return round(60 * sum((t - mean_t) * (r - mean_r) for t, r in points) / spread, 3) if spread else None
+
+
 def wait_ready(base: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -184,6 +194,7 @@ def summarise(shared: Shared, seconds: float, rss: list[tuple[float, float | Non
     kinds = Counter(s.outcome for s in samples)
     details = Counter(s.detail for s in samples if s.outcome not in ("ok",))
     rss_values = [r for _, r in rss if r is not None]
+    plateau = [(t, r) for t, r in rss if r is not None and t >= args.warm_up]
     return {
         "clients": args.clients, "seconds": round(seconds, 1), "requests": len(samples),
         "throughput_rps": round(len(ok) / seconds, 2) if seconds else None,
@@ -194,6 +205,7 @@ def summarise(shared: Shared, seconds: float, rss: list[tuple[float, float | Non
         "outcomes": dict(kinds), "error_examples": dict(details.most_common(5)),
         "rss_mib": {"start": rss_values[0] if rss_values else None, "end": rss_values[-1] if rss_values else None,
                     "max": max(rss_values) if rss_values else None,
+                    "slope_after_warm_up_mib_per_min": slope_per_minute(plateau),
                     "series": [(round(t, 1), r) for t, r in rss]},
     }
 
@@ -211,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-every", type=float, default=5.0)
     parser.add_argument("--busy-backoff", type=float, default=0.25, help="pause after a 'busy' answer")
     parser.add_argument("--out", help="write the JSON summary here too")
+    parser.add_argument("--warm-up", type=float, default=60, help="seconds before the RSS slope is measured")
     args = parser.parse_args(argv)
     if args.host not in LOOPBACK:
         parser.error("only a server on this machine (127.0.0.1) may be load-tested")

@@ -131,6 +131,8 @@ class Library:
         self._lock = threading.RLock()
         self.decode_options = DecodeOptions()
         self._media: dict[str, Media] = {}
+        # Set by open() for an index it created, until a first run succeeds: a failed one takes it back.
+        self._new_index = self._new_folder = False
 
     # -- opening ------------------------------------------------------------------------------------------
     @classmethod
@@ -148,9 +150,10 @@ class Library:
         the model the index was built with.
         """
         path = Path(directory).expanduser() if directory else default_index_dir()
+        new_folder, new_catalog = not path.exists(), not (path / CATALOG_FILE).exists()
         if create:
             path.mkdir(parents=True, exist_ok=True)
-        elif not (path / CATALOG_FILE).is_file():
+        elif new_catalog:
             raise IndexStoreError(f"no index at {path}; create one with `clipsearch index PHOTO_FOLDER --index {path}`")
         catalog = Catalog.open(str(path / CATALOG_FILE), create=create)
         stored = catalog.get_json("model")
@@ -169,7 +172,9 @@ class Library:
                 model = stored_spec
         elif model is None and create:
             model = ModelSpec.parse(None)
-        return cls(path, catalog, model, embed_options)
+        library = cls(path, catalog, model, embed_options)
+        library._new_index, library._new_folder = new_catalog, new_folder
+        return library
 
     def close(self) -> None:
         with self._lock:
@@ -222,24 +227,34 @@ class Library:
         options: IndexOptions = IndexOptions(),
         progress: Progress | None = None,
     ) -> IndexReport:
-        """Add ``paths`` as roots (or refresh every known root when omitted) and bring the index up to date."""
-        roots = [_real_root(p) for p in paths] if paths else self.roots()
-        if not roots:
-            raise ClipsearchError("nothing to index: give one or more photo folders")
+        """Add ``paths`` as roots (or refresh every known root when omitted) and bring the index up to date.
+
+        A path that is not there (an unplugged drive, a typo) does not stop the others: it is listed in
+        ``IndexReport.missing_roots`` and whatever the index holds under it is kept. Only when none of
+        ``paths`` is a folder does the run fail. A first run that fails leaves no index behind (the library
+        is then closed).
+        """
         with self.write_lock():
-            writer = Catalog.open(str(self.directory / CATALOG_FILE))
-
-            def get_model() -> EmbeddingModel:
-                model = self.embedder  # the model is recorded once it has loaded, not before
-                if writer.get_json("model") is None:
-                    writer.set_json("model", {"spec": self._model.to_dict(), "identity": self._model.identity()})
-                return model
-
             try:
-                writer.add_roots(roots)
-                report = index_roots(writer, get_model, roots, options, progress)
-            finally:
-                writer.close()
+                roots, not_found = self._roots_to_index(paths)
+                writer = Catalog.open(str(self.directory / CATALOG_FILE))
+
+                def get_model() -> EmbeddingModel:
+                    model = self.embedder  # the model is recorded once it has loaded, not before
+                    if writer.get_json("model") is None:
+                        writer.set_json("model", {"spec": self._model.to_dict(), "identity": self._model.identity()})
+                    return model
+
+                try:
+                    writer.add_roots(roots)
+                    report = index_roots(writer, get_model, roots, options, progress)
+                finally:
+                    writer.close()
+            except BaseException:
+                self._take_back_new_index()
+                raise
+            self._new_index = False
+            report.missing_roots.extend(not_found)
             with self._lock:
                 self._vectors.save()
         return report
@@ -248,6 +263,44 @@ class Library:
         """The index's writer lock (held by an index run): ``IndexLockedError`` at once if another process holds
         it. Readers never wait for it."""
         return _write_lock(self.directory)
+
+    def _roots_to_index(self, paths) -> tuple[list[str], list[str]]:
+        """(roots to scan, paths given that are no folder and no known root)."""
+        known = self.roots()
+        if not paths:
+            if not known:
+                raise ClipsearchError("nothing to index: give one or more photo folders")
+            return known, []
+        roots, not_found = [], []
+        for path in paths:
+            real = os.path.realpath(os.path.expanduser(os.fspath(path)))
+            if os.path.isdir(real) or real in known:  # a known root that is gone is reported by the run
+                if real not in roots:
+                    roots.append(real)
+            else:
+                not_found.append(os.fspath(path))
+        if not roots:
+            raise ClipsearchError(f"not a folder: {', '.join(not_found)}")
+        return roots, not_found
+
+    def _take_back_new_index(self) -> None:
+        """Remove the index this library created, if it still holds no vector: a first run that failed (the
+        model would not load, no folder was there) leaves neither a catalog without vectors nor an empty
+        index folder behind."""
+        if not self._new_index:
+            return
+        with self._lock:
+            if self._catalog.counts()["files"]:
+                return
+            self._catalog.close()
+        for name in (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", VECTORS_FILE, LOCK_FILE):
+            (self.directory / name).unlink(missing_ok=True)
+        if self._new_folder:
+            try:
+                self.directory.rmdir()
+            except OSError:
+                pass  # something else was put there meanwhile: leave the folder
+        self._new_index = False
 
     def roots(self) -> list[str]:
         with self._lock:
@@ -397,13 +450,6 @@ class Library:
 
 def _search_hit(row: FileRow, score: float) -> SearchHit:
     return SearchHit(row.id, row.path, score, row.width, row.height, row.size, row.mtime_ns / 1e9)
-
-
-def _real_root(path: str | os.PathLike) -> str:
-    real = os.path.realpath(os.path.expanduser(os.fspath(path)))
-    if not os.path.isdir(real):
-        raise ClipsearchError(f"not a folder: {path}")
-    return real
 
 
 class _write_lock:

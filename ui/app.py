@@ -7,7 +7,8 @@
 Safe by default: it listens on 127.0.0.1, never makes a share link, and serves only thumbnails it made
 itself (the one folder in ``allowed_paths``); originals leave only through the checked download. Uploads are
 size-limited, taken as a file path and decoded under the same guards as indexing. Listening beyond this
-machine needs a password.
+machine needs a password. Every request, to Gradio's routes as to ours, first passes ``ui.security``: the Host
+header must name an address the app is served on (DNS rebinding), and no other origin may read or post.
 
 Named API endpoints (``gradio_client`` or plain HTTP): ``/search``, ``/search_image``, ``/more_like``,
 ``/original`` and ``/status``; see ui/README-section.md.
@@ -26,6 +27,7 @@ import logging
 import os
 import secrets
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from clipsearch import ClipsearchError, Library
+from ui.security import HostPolicy, check_allowed_host, check_port_free, guarded_gradio_app
 from ui.service import AppSettings, Outcome, SearchService
 
 __all__ = ["AppSettings", "build_app", "launch"]
@@ -288,40 +291,62 @@ def launch(
     settings: AppSettings = AppSettings(),
     prevent_thread_lock: bool = False,
     quiet: bool = False,
+    allowed_hosts: Sequence[str] = (),
 ) -> gr.Blocks:
     """Warm the model, then serve the app; blocks until interrupted unless ``prevent_thread_lock``.
 
     Anything but a loopback ``host`` needs a ``password`` (any user name is accepted). No share link is made.
+    The app answers only requests whose Host header names a loopback name, ``host`` or one of
+    ``allowed_hosts``, and only its own origin (``ui.security``). A port in use fails at once, before the model
+    is loaded.
     """
     if not is_loopback(host) and not password:
         raise ClipsearchError(
             f"refusing to listen on {host} without a password: anyone on the network could search and "
             "download your photos. Pass --password (or set CLIPSEARCH_PASSWORD), or use --host 127.0.0.1."
         )
+    try:
+        policy = HostPolicy.for_server(host, [check_allowed_host(h) for h in allowed_hosts])
+    except ValueError as exc:
+        raise ClipsearchError(f"--allowed-host: {exc}") from None
+    check_port_free(host, port)
     app = build_app(library, settings)
     service: SearchService = app.clipsearch_service
     service.warm_up()
-    app.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        state_session_capacity=settings.session_capacity,
-        auth=_password_check(password) if password else None,
-        auth_message="clipsearch: any user name, and the server's password." if password else None,
-        allowed_paths=[str(service.media.folder)],
-        blocked_paths=_blocked_paths(library, service.media.folder),
-        max_file_size=settings.max_upload,
-        show_error=False,  # gr.Error messages still reach the browser; tracebacks never do
-        prevent_thread_lock=prevent_thread_lock,
-        quiet=quiet,
-        inbrowser=False,
-        mcp_server=False,
-        ssr_mode=False,
-        pwa=False,
-        enable_monitoring=False,
-        run_history=False,
-        css=CSS,
-    )
+    guarded = guarded_gradio_app(policy)
+    try:
+        app.launch(
+            _app=guarded,  # every request passes ui.security.OriginGuard before any Gradio code
+            server_name=host,
+            server_port=port,
+            share=False,
+            state_session_capacity=settings.session_capacity,
+            auth=_password_check(password) if password else None,
+            auth_message="clipsearch: any user name, and the server's password." if password else None,
+            allowed_paths=[str(service.media.folder)],
+            blocked_paths=_blocked_paths(library, service.media.folder),
+            max_file_size=settings.max_upload,
+            show_error=False,  # gr.Error messages still reach the browser; tracebacks never do
+            prevent_thread_lock=True,
+            quiet=quiet,
+            inbrowser=False,
+            mcp_server=False,
+            ssr_mode=False,  # no Node front server: it would answer before our guard
+            num_workers=0,  # no static-file worker processes: they would serve files outside the guard
+            strict_cors=True,
+            pwa=False,
+            enable_monitoring=False,
+            run_history=False,
+            css=CSS,
+        )
+    except OSError as exc:  # the port was taken between our check and Gradio's bind
+        raise ClipsearchError(f"cannot listen on {host} port {port} ({exc}); choose another with --port") from None
+    if app.server_app is not guarded:  # a Gradio that ignores _app would serve unguarded: refuse to run
+        app.close()
+        raise ClipsearchError("this Gradio version bypasses clipsearch's Host and Origin checks; "
+                              "install the Gradio version clipsearch was released with")
+    if not prevent_thread_lock:
+        app.block_thread()
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -17,25 +18,36 @@ from clipsearch.cli.common import (
     progress_bar,
 )
 
+FOLDER_MISSING = 3  # exit status: the run completed, but a folder named or known was not there
+
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
 @INDEX_OPTION
 @model_options
 @click.option("--workers", type=click.IntRange(0, 64), help="Decode processes (0: decode in this process).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
 @click.option("--file-timeout", type=click.FloatRange(1, 3600), default=120, show_default=True,
               help="Seconds one image may take to decode before it is skipped.")
+@click.option("--retry-skipped", is_flag=True,
+              help="Try again the files skipped for a timeout, a crashed decoder or a read error (others stay).")
 @engine_options
 @JSON_OPTION
 @friendly_errors
-def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, file_timeout, device, image_backend,
-          text_backend, reference, as_json) -> None:
+def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, file_timeout, retry_skipped, device,
+          image_backend, text_backend, reference, as_json) -> None:
     """Index photo folders: embed new and changed images, drop deleted ones, follow moved ones.
+
+    Without PATHS, every folder the index already knows is refreshed. A folder that is not there (an
+    unplugged drive) does not stop the others, and nothing indexed under it is removed.
+
+    \b
+    Exit status: 0 done (skipped files included); 3 done, but a folder was missing; 1 error; 2 bad usage.
 
     \b
     Example:
       clipsearch index ~/Pictures /mnt/photos --index ~/photo-index
+      clipsearch index --retry-skipped
     """
     from clipsearch.ingest.run import IndexOptions
     from clipsearch.library import Library
@@ -43,19 +55,27 @@ def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, 
 
     spec = ModelSpec.parse(model, pretrained, checkpoint) if (model or checkpoint or pretrained) else None
     engine = embed_options(device, image_backend, text_backend, reference)
-    library = Library.open(index_dir, model=spec, create=True, embed_options=engine)
+    # Refreshing needs an index to refresh: never create an empty one for that.
+    library = Library.open(index_dir, model=spec, create=bool(paths), embed_options=engine)
     with library, progress_bar() as progress:
-        options = IndexOptions(batch_size=batch_size, workers=workers, file_timeout=file_timeout)
-        report = library.index(paths, options, progress)
+        options = IndexOptions(batch_size=batch_size, workers=workers, file_timeout=file_timeout,
+                               retry_skipped=retry_skipped)
+        report = library.index(paths or None, options, progress)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
-        return
+    else:
+        _print_report(report)
+    if report.missing_roots:
+        sys.exit(FOLDER_MISSING)
+
+
+def _print_report(report) -> None:
     click.echo(
         f"indexed {report.indexed}, unchanged {report.unchanged}, moved {report.moved}, "
         f"removed {report.removed}, skipped {len(report.skipped)} in {report.seconds:.1f}s"
     )
     for root in report.missing_roots:
-        click.echo(f"  root not available (kept its files): {root}")
+        click.echo(f"  folder not available (nothing under it was removed): {printable(root)}")
     for path, reason in report.skipped[:20]:
         click.echo(f"  skipped {printable(path)}: {reason}")
     if len(report.skipped) > 20:

@@ -20,7 +20,7 @@ from clipsearch.cli.common import (
 @click.argument("query", nargs=-1, required=True, type=click.UNPROCESSED)
 @INDEX_OPTION
 @click.option("--top", "top_k", type=click.IntRange(1, 10_000), default=10, show_default=True)
-@click.option("--min-score", type=float, help="Hide results below this cosine similarity.")
+@click.option("--min-score", type=click.FloatRange(-1, 1), help="Hide results below this cosine similarity (-1..1).")
 @click.option("--folder", type=click.Path(), help="Only results under this folder.")
 @engine_options
 @JSON_OPTION

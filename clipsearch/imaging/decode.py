@@ -26,7 +26,8 @@ OPEN_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 # Longest side kept (in short sides) before resizing: the centre crop never sees more, and a 1 x 10^8 strip
 # stays small.
 MAX_ASPECT = 4
-_optional_formats_registered = False
+_open_formats_cache: tuple[str, ...] | None = None
+OUT_OF_MEMORY = "not enough memory to decode this image"
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,14 @@ def decode_image(
     source, options: DecodeOptions = DecodeOptions(), min_side: int | None = None
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Like ``open_image``, also returning the picture's full upright size (before any reduced decoding)."""
-    _register_optional_formats()
+    formats = _open_formats()
     try:
         with warnings.catch_warnings():
             # Our own pixel limit (options.max_pixels) decides; Pillow's 89-megapixel warning and its "corrupt
             # EXIF" chatter would only be noise on the terminal of an index run.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             warnings.simplefilter("ignore", UserWarning)
-            image = Image.open(source, formats=OPEN_FORMATS)
+            image = Image.open(source, formats=formats)
             result = _to_rgb(image, options, min_side)
             if result[0] is not image:
                 image.close()  # release the file handle; the converted copy holds the pixels
@@ -82,24 +83,70 @@ def decode_image(
     except Image.DecompressionBombError as exc:
         raise ImageError(f"too many pixels (decompression-bomb guard): {exc}") from None
     except UnidentifiedImageError:
-        raise ImageError("not a readable image") from None
+        raise ImageError(f"not a readable image: {what_it_is(_head(source), formats)}") from None
     except PermissionError:
         raise ImageError("permission denied") from None
     except FileNotFoundError:
         raise ImageError("file vanished") from None
     except IsADirectoryError:
         raise ImageError("is a directory") from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError, IndexError, TypeError, KeyError) as exc:
-        # Pillow reports truncated/corrupt data through a zoo of exception types.
-        reason = str(exc).strip() or type(exc).__name__
-        raise ImageError(f"corrupt or truncated image: {reason}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        # Pillow reports truncated/corrupt data through a zoo of exception types; these carry its own words
+        # ("image file is truncated", "broken PNG file").
+        reason = str(exc).strip()
+        raise ImageError(f"corrupt or truncated image: {reason}" if reason else "corrupt or truncated image") from None
+    except MemoryError:
+        raise ImageError(OUT_OF_MEMORY) from None
+    except (IndexError, TypeError, KeyError):
+        # ... and these only Pillow's internals (a key, an index): no words a person could use
+        raise ImageError("corrupt or truncated image (the decoder could not make sense of it)") from None
+
+
+# Formats as people call them, for messages (Pillow's ids are internal keys).
+FORMAT_NAMES = {"JPEG": "JPEG", "MPO": "JPEG (multi-picture)", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF",
+                "BMP": "BMP", "TIFF": "TIFF", "HEIF": "HEIC/HEIF", "AVIF": "AVIF"}
+_NOT_PICTURES = (  # first bytes (lower case) of files that often hide behind an image name
+    (b"<svg", "an SVG drawing"), (b"<?xml", "an XML document (an SVG drawing?)"), (b"<!doctype html", "an HTML page"),
+    (b"<html", "an HTML page"), (b"%pdf", "a PDF document"), (b"%!ps", "a PostScript file"),
+    (b"8bps", "a Photoshop document"), (b"pk\x03\x04", "a ZIP archive"),
+)
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+
+
+def what_it_is(head: bytes, formats: tuple[str, ...] = OPEN_FORMATS) -> str:
+    """Why a file that Pillow could not identify is not a picture we can read, from its first bytes."""
+    brand = head[8:12] if head[4:8] == b"ftyp" else b""
+    if brand in _HEIF_BRANDS:
+        if "HEIF" in formats:
+            return "a damaged HEIC/HEIF photo"
+        return "a HEIC/HEIF photo, which needs pillow-heif: pip install 'clipsearch[heic]'"
+    if brand in (b"avif", b"avis"):
+        return "a damaged AVIF image" if "AVIF" in formats else "an AVIF image, which this Pillow cannot decode"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    for prefix, kind in _NOT_PICTURES:
+        if text.startswith(prefix):
+            return f"it is {kind}"
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "it is a text file"
+    return "unknown or damaged format"
+
+
+def _head(source, size: int = 64) -> bytes:
+    try:
+        if hasattr(source, "seek"):
+            source.seek(0)
+            return source.read(size)
+        with open(source, "rb") as handle:
+            return handle.read(size)
+    except (OSError, ValueError):
+        return b""
 
 
 def _to_rgb(
     image: Image.Image, options: DecodeOptions, min_side: int | None
 ) -> tuple[Image.Image, tuple[int, int]]:
     if image.format not in ALLOWED_FORMATS:
-        raise ImageError(f"unsupported image format {image.format!r}")
+        raise ImageError(f"unsupported image format: {image.format_description or 'unknown'}")
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageError("image has no pixels")
@@ -125,17 +172,20 @@ def _apply_orientation(image: Image.Image) -> Image.Image:
         return image  # a malformed EXIF block must not cost us the picture
 
 
-def _register_optional_formats() -> None:
-    """HEIC/HEIF through pillow-heif when it is installed (the ``heic`` extra), registered on first use."""
-    global _optional_formats_registered
-    if _optional_formats_registered:
-        return
-    _optional_formats_registered = True
-    try:
-        import pillow_heif
-    except ImportError:
-        return
-    pillow_heif.register_heif_opener()
+def _open_formats() -> tuple[str, ...]:
+    """The ids of ``OPEN_FORMATS`` this Pillow can open (HEIC/HEIF through pillow-heif, the ``heic`` extra,
+    registered on first use). Asking Pillow for one it lacks would fail every unknown file with ``KeyError``."""
+    global _open_formats_cache
+    if _open_formats_cache is None:
+        try:
+            import pillow_heif
+        except ImportError:
+            pass
+        else:
+            pillow_heif.register_heif_opener()
+        Image.init()
+        _open_formats_cache = tuple(f for f in OPEN_FORMATS if f in Image.OPEN)
+    return _open_formats_cache
 
 
 def _flatten(image: Image.Image) -> Image.Image:

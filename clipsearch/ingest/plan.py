@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from clipsearch.errors import ImageError
 from clipsearch.imaging.decode import DecodeOptions
 from clipsearch.ingest.scan import scan_root
-from clipsearch.ingest.workers import content_digest, read_regular_file
+from clipsearch.ingest.workers import content_digest, is_retryable, read_regular_file
 from clipsearch.paths import is_within
 from clipsearch.store.catalog import Catalog, FileRow, FileStat
 
@@ -38,15 +38,20 @@ class Plan:
     missing_roots: list[str] = field(default_factory=list)
 
 
-def plan_changes(catalog: Catalog, roots: list[str], max_bytes: int = DecodeOptions().max_bytes) -> Plan:
-    """Compare ``roots`` (absolute real paths) with the catalog."""
+def plan_changes(catalog: Catalog, roots: list[str], max_bytes: int = DecodeOptions().max_bytes,
+                 retry_skipped: bool = False) -> Plan:
+    """Compare ``roots`` (absolute real paths) with the catalog.
+
+    An unchanged file that was skipped stays skipped, unless ``retry_skipped`` and its skip was of the passing
+    kind (a timeout, a crashed decoder, a read error: ``workers.is_retryable``): then it is embedded again.
+    """
     plan = Plan()
     vanished: dict[str, FileRow] = {}
     for root in roots:
         if root_looks_unavailable(catalog, root):
             plan.missing_roots.append(root)  # unmounted drive: keep what we know about it
             continue
-        _compare_root(catalog, root, plan, vanished, max_bytes)
+        _compare_root(catalog, root, plan, vanished, max_bytes, retry_skipped)
     _find_moves(plan, vanished, max_bytes)
     plan.vanished = list(vanished.values())
     return plan
@@ -66,7 +71,8 @@ def root_looks_unavailable(catalog: Catalog, root: str) -> bool:
     return empty and (os.path.ismount(root) or catalog.has_rows_under(root))
 
 
-def _compare_root(catalog: Catalog, root: str, plan: Plan, vanished: dict[str, FileRow], max_bytes: int) -> None:
+def _compare_root(catalog: Catalog, root: str, plan: Plan, vanished: dict[str, FileRow], max_bytes: int,
+                  retry_skipped: bool) -> None:
     scan = scan_root(root)
     known = catalog.rows_under(root)
     for file_stat, reason in scan.skipped:
@@ -77,7 +83,10 @@ def _compare_root(catalog: Catalog, root: str, plan: Plan, vanished: dict[str, F
     for file_stat in scan.files:
         row = known.pop(file_stat.path, None)
         if row is not None and row.same_stat(file_stat):
-            plan.unchanged += 1  # a stored skip of an unchanged file is not retried either
+            if retry_skipped and row.status == "skipped" and is_retryable(row.reason):
+                plan.to_embed.append(file_stat)
+            else:
+                plan.unchanged += 1  # a stored skip of an unchanged file is not retried either
         elif row is not None and _same_bytes(row, file_stat, max_bytes):
             plan.restat.append((row.id, file_stat))
         else:

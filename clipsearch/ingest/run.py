@@ -40,6 +40,7 @@ class IndexOptions:
     # extra formats or instrumentation.
     prepare: Callable[..., Prepared] | None = None
     engine: EmbeddingEngine | None = None  # how files become vectors; None: LocalEngine
+    retry_skipped: bool = False  # embed again unchanged files skipped for a timeout, a crash or a read error
 
     def worker_options(self) -> WorkerOptions:
         return WorkerOptions(self.workers, self.decode, self.file_timeout, self.batch_size, self.prepare)
@@ -96,7 +97,7 @@ def index_roots(
 def _index_roots(catalog: Catalog, get_model, roots: list[str], options: IndexOptions, progress):
     started = time.monotonic()
     run_id = catalog.start_run()
-    plan = plan_changes(catalog, roots, options.decode.max_bytes)
+    plan = plan_changes(catalog, roots, options.decode.max_bytes, options.retry_skipped)
     apply_plan(catalog, plan)
     report = IndexReport(
         unchanged=plan.unchanged + len(plan.restat), moved=len(plan.moves), removed=len(plan.vanished),

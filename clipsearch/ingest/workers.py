@@ -23,8 +23,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clipsearch.errors import ClipsearchError, ImageError
-from clipsearch.imaging.decode import DecodeOptions, PixelSpec, decode_image, resize_and_crop
+from clipsearch.imaging.decode import OUT_OF_MEMORY, DecodeOptions, PixelSpec, decode_image, resize_and_crop
 from clipsearch.store.catalog import FileStat
+
+# Skips that say nothing about the file itself (the decoder hung or crashed, the read failed, memory or
+# patience ran out): another run may well succeed, so ``clipsearch index --retry-skipped`` tries them again.
+TIMED_OUT = "decoding took longer than {timeout:g} s (a stuck decoder?)"
+CRASHED = "the image decoder crashed on this file"
+READ_FAILED = "could not be read: {why}"
+CHANGED_WHILE_READ = "file changed while it was being read; it is retried on the next run"
+
+
+def is_retryable(reason: str | None) -> bool:
+    """Whether a stored skip ``reason`` is one of the passing kind above (not a broken or unsupported file)."""
+    passing = (TIMED_OUT.split("{")[0], CRASHED, READ_FAILED.split("{")[0], OUT_OF_MEMORY, CHANGED_WHILE_READ)
+    return bool(reason) and reason.startswith(passing)
 
 
 @dataclass(frozen=True)
@@ -74,9 +87,9 @@ def prepare_file(stat: FileStat, spec: PixelSpec | None, options: DecodeOptions)
     except FileNotFoundError:
         return Prepared(stat, error="file vanished before it could be read")
     except OSError as exc:
-        return Prepared(stat, error=(exc.strerror or type(exc).__name__).lower())
+        return Prepared(stat, error=READ_FAILED.format(why=(exc.strerror or "input/output error").lower()))
     except MemoryError:
-        return Prepared(stat, error="not enough memory to decode this image")
+        return Prepared(stat, error=OUT_OF_MEMORY)
 
 
 def read_regular_file(scanned: FileStat, max_bytes: int) -> tuple[FileStat, bytes]:
@@ -92,7 +105,7 @@ def read_regular_file(scanned: FileStat, max_bytes: int) -> tuple[FileStat, byte
         after = os.fstat(fd)
     unchanged = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
     if not unchanged or len(data) != after.st_size:
-        raise ImageError("file changed while it was being read; it is retried on the next run")
+        raise ImageError(CHANGED_WHILE_READ)
     if not data:
         raise ImageError("empty file")
     return FileStat.of(scanned.path, after), data
@@ -162,7 +175,7 @@ def _collect(pool: list[_Worker], timeout: float) -> list[tuple[int, Prepared]]:
             if answer is not None:
                 finished.append(answer)
         elif now >= worker.deadline:
-            finished.append(worker.give_up(f"decoding took longer than {timeout:g} s (a stuck decoder?)"))
+            finished.append(worker.give_up(TIMED_OUT.format(timeout=timeout)))
     return finished
 
 
@@ -225,7 +238,7 @@ class _Worker:
                 "index with --workers 0 to decode in this process"
             )
         if not isinstance(result, Prepared):
-            return self.give_up("the image decoder crashed on this file")
+            return self.give_up(CRASHED)
         self.task = None
         return seq, result
 

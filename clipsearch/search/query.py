@@ -87,7 +87,9 @@ def parse_query(tokens: Sequence[str] | str, allow_paths: bool = True) -> list[T
 def _term(text: str, sign: float, allow_paths: bool = True) -> Term:
     weight = 1.0
     match = _WEIGHT.match(text)
-    if match and match.group(2).strip():
+    if match and not match.group(2).strip():
+        raise QueryError(f"the weight {match.group(1)} has no term after it; write it as {match.group(1)}:word")
+    if match:
         weight, text = float(match.group(1)), match.group(2).strip()
     text = _unquote(text)
     if not text:

@@ -121,7 +121,7 @@ def test_environment_variables_stand_in_for_options(indexed, tmp_path):
         (["index", "{photos}", "--index", "{new}", "--model", "NoSuchNet"], 1, "unknown model"),
         (["index", "{photos}", "--index", "{new}", "--checkpoint", "{missing}"], 1, "not found"),
         (["index", "{photos}", "--index", "{index}", "--model", "ViT-B-32"], 1, "cannot be mixed"),
-        (["index", "--index", "{index}"], 2, "Missing argument"),
+        (["index", "--index", "{missing}"], 1, "no index at"),  # without folders: refresh an existing index
         (["synthetic", "{new}", "--count", "0"], 2, "--count"),
     ],
 )

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,21 @@ def assert_kills_landed_mid_run(summary: dict) -> None:
     assert len(stored) == summary["kills"] and summary["kills_after_a_commit"] >= 1, summary
     assert any(0 < n < total for n in stored), (
         f"no kill landed between two commits (stored at each kill {stored}, {total} rows; seed {summary['seed']})")
+
+
+class SteppedEmbedder(HashEmbedder):
+    """Encodes one batch per ``step()`` of the test: the run pauses before each batch until the test lets it go,
+    so the test decides what happens between two commits (no sleeps, no races)."""
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.waiting = threading.Semaphore(0)  # released when a batch is ready to be encoded
+        self.go = threading.Semaphore(0)
+
+    def encode_pixels(self, pixels):
+        self.waiting.release()
+        assert self.go.acquire(timeout=60), "the test never let the batch go"
+        return super().encode_pixels(pixels)
+
+    def next_batch_waiting(self) -> bool:
+        return self.waiting.acquire(timeout=60)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from clipsearch import IndexLockedError, IndexOptions, IndexStoreError, Library, ModelMismatchError, ModelSpec
 from clipsearch.cli import main
 from tests.conftest import HashEmbedder
-from tests.reliability.conftest import HASH_SPEC
+from tests.reliability.conftest import HASH_SPEC, SteppedEmbedder
 from tests.reliability.hostile import encoded, picture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,24 +24,6 @@ def fill(root: Path, count: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         (root / f"p{i:03}.png").write_bytes(encoded(picture(i, (40, 30)), "PNG"))
-
-
-class SteppedEmbedder(HashEmbedder):
-    """Encodes one batch per ``step()`` of the test: the run pauses before each batch until the test lets it go,
-    so the test decides what happens between two commits (no sleeps, no races)."""
-
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.waiting = threading.Semaphore(0)  # released when a batch is ready to be encoded
-        self.go = threading.Semaphore(0)
-
-    def encode_pixels(self, pixels):
-        self.waiting.release()
-        assert self.go.acquire(timeout=60), "the test never let the batch go"
-        return super().encode_pixels(pixels)
-
-    def next_batch_waiting(self) -> bool:
-        return self.waiting.acquire(timeout=60)
 
 
 def test_searches_stay_consistent_while_an_index_run_is_in_progress(hash_library, tmp_path):

@@ -107,6 +107,7 @@ def test_unreadable_files_and_folders_are_skipped_and_known_files_inside_are_kep
         os.chmod(root / "secret.jpg", 0o644)
     result = json.loads(out.stdout)
     reasons = {os.path.relpath(s["path"], root): s["reason"] for s in result["report"]["skipped"]}
-    assert reasons == {"secret.jpg": "permission denied", "locked": "folder unreadable: permission denied"}
+    assert reasons == {"secret.jpg": "could not be read: permission denied",
+                       "locked": "folder unreadable: permission denied"}
     assert result["report"]["removed"] == 0  # the file inside the unreadable folder is kept, not "deleted"
     assert sorted(os.path.relpath(p, root) for p in result["files"]) == ["locked/inside.jpg", "ok.jpg"]

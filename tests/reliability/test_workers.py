@@ -39,12 +39,13 @@ def test_a_hanging_decoder_times_out_per_file_and_the_run_goes_on(hash_library, 
     fill(tmp_path / "photos", names + ["hang.png"])
     library = hash_library()
     started = time.monotonic()
-    library.index([tmp_path / "photos"], IndexOptions(workers=2, file_timeout=1.5, prepare=hang_on_marked))
-    assert time.monotonic() - started < 30
+    # The deadline is generous for good files on a loaded 2-core machine; the hanging one never finishes.
+    library.index([tmp_path / "photos"], IndexOptions(workers=2, file_timeout=5, prepare=hang_on_marked))
+    assert time.monotonic() - started < 60
     rows = outcome(library)
     assert {n for n, (s, _) in rows.items() if s == "ok"} == set(names)
     status, reason = rows["hang.png"]
-    assert status == "skipped" and "longer than 1.5 s" in reason
+    assert status == "skipped" and "longer than 5 s" in reason
 
 
 def test_files_that_vanish_or_change_while_being_read_are_skipped_then_picked_up(hash_library, tmp_path):

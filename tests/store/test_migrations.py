@@ -80,7 +80,8 @@ def test_a_schema_1_index_opens_upgraded_searches_and_reindexes_without_re_embed
     report = library.index()  # every known root: the copies have new inodes but the same bytes
     assert (report.indexed, report.unchanged, report.removed) == (0, 6, 0)
     assert embedder.calls == 0
-    assert [(p.rsplit("/", 1)[1], r) for p, r in report.skipped] == [("broken.jpg", "not a readable image")]
+    assert [p.rsplit("/", 1)[1] for p, _ in report.skipped] == ["broken.jpg"]
+    assert report.skipped[0][1].startswith("not a readable image")
     assert sorted(h.path for h in library.search("anything", top_k=10)) == sorted(by_path)
     library.close()
 
