@@ -8,7 +8,6 @@ open_clip's own ``preprocess``/``encode_*`` reference path, which ``EmbedOptions
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,19 +17,7 @@ from PIL import Image
 
 from clipsearch.imaging.decode import PixelSpec, resize_and_crop
 from clipsearch.model import accel
-from clipsearch.model.models import ModelSpec, load_model
-
-
-@dataclass(frozen=True)
-class EmbedOptions:
-    """How to run the model. ``reference=True`` forces plain open_clip calls everywhere (the ground truth)."""
-
-    device: str | None = None  # None: CUDA when available, else CPU
-    reference: bool = False
-    # "auto" (ONNX Runtime int8 for large towers on CPU, else torch), "torch", "torch-int8", "onnx", "onnx-int8".
-    image_backend: str = "auto"
-    # "auto" (int8 Linear layers for large causal text towers on CPU, else fp32), "torch", "torch-int8".
-    text_backend: str = "auto"
+from clipsearch.model.models import EmbedOptions, ModelSpec, load_model
 
 
 def pick_device(requested: str | None) -> str:
@@ -58,6 +45,15 @@ class Embedder:
         self.text_backend = _choose_text_backend(model, device, options)
         self._text_model = _int8_text_model(model) if self.text_backend == "torch-int8" else model
         self.dim = int(self.encode_texts(["a photo"]).shape[1])
+        self._identity: dict | None = None
+        self._light_exported = False
+
+    @property
+    def identity(self) -> dict:
+        """``spec.identity()``, computed once (it checksums the checkpoint file)."""
+        if self._identity is None:
+            self._identity = self.spec.identity()
+        return self._identity
 
     @classmethod
     def load(cls, spec: ModelSpec, options: EmbedOptions = EmbedOptions()) -> Embedder:
@@ -66,13 +62,31 @@ class Embedder:
         return cls(spec, model, preprocess, tokenizer, device, options)
 
     # -- images -------------------------------------------------------------------------------------------
-    @torch.inference_mode()
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Encode a uint8 batch (n, size, size, 3) prepared by ``decode.load_pixels`` with ``pixel_spec``.
 
-        This is the indexing path: the first call may build (and cache) the fast image tower.
+        This is the indexing path: the first call may build (and cache) the fast image tower, and exports the
+        model for light queries (``clipsearch.model.export``) unless the cache has it already.
         """
-        return self._encode_pixels(pixels, build=True)
+        with torch.inference_mode():
+            vectors = self._encode_pixels(pixels, build=True)
+        if not self._light_exported:  # outside inference mode: the exporter traces with autograd on
+            self._light_exported = True
+            self._export_light()
+        return vectors
+
+    def _export_light(self) -> None:
+        """Export the towers for torch-free queries (once per model, cached), then drop the torch image tower
+        when ONNX Runtime runs it: it would only hold ~350 MB (ViT-B-32) for nothing."""
+        from clipsearch.model import light
+
+        refusal = light.light_refusal(self.options, images=True)
+        if refusal is None and not self.device.startswith("cuda"):
+            from clipsearch.model.export import export_light_bundle
+
+            export_light_bundle(self)
+        if isinstance(self._fast_tower, accel.OnnxTower) and self.model.visual is not None:
+            self.model.visual = None
 
     def _encode_pixels(self, pixels: np.ndarray, build: bool) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
@@ -112,7 +126,7 @@ class Embedder:
             self._fast_tower = accel.TorchInt8Tower(self.model.visual)
             return self._fast_tower
         tower = accel.cached_onnx_tower(
-            self.model.visual, example, self.spec.identity(), quantise=backend == "onnx-int8", build=build
+            self.model.visual, example, self.identity, quantise=backend == "onnx-int8", build=build
         )
         if tower is None:
             if build:

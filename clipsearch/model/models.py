@@ -25,6 +25,18 @@ TINY_WEIGHTS = WORLD_DIR / "weights" / f"{TINY_MODEL}.safetensors"
 
 
 @dataclass(frozen=True)
+class EmbedOptions:
+    """How to run the model. ``reference=True`` forces plain open_clip calls everywhere (the ground truth)."""
+
+    device: str | None = None  # None: CUDA when available, else CPU
+    reference: bool = False
+    # "auto" (ONNX Runtime int8 for large towers on CPU, else torch), "torch", "torch-int8", "onnx", "onnx-int8".
+    image_backend: str = "auto"
+    # "auto" (int8 Linear layers for large causal text towers on CPU, else fp32), "torch", "torch-int8".
+    text_backend: str = "auto"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """An open_clip model: architecture name plus a hub tag, an ``hf-hub:`` id, or a local checkpoint file."""
 

@@ -1,0 +1,326 @@
+"""Exporting a model for the light model (``clipsearch.model.light``): the torch side, run once at index time.
+
+``export_light_bundle`` writes the text tower (ONNX; int8 when the tower is large and int8 keeps cosine
+≥ ``INT8_MIN_COSINE`` with open_clip on the probe texts, else fp32), the image tower the index run uses, and the
+tokenizer's vocabulary into the cache, and checks each against open_clip before the bundle is published: the
+tokenizer's tables and its ids on ``PROBE_TEXTS``, and the towers' vectors. A model the exporter cannot trace, a
+tokenizer other than CLIP's BPE, or a failed check leaves no bundle; queries then keep loading open_clip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clipsearch.model import accel, light
+from clipsearch.model.light import TextInputs
+from clipsearch.model.tokenizer import VOCAB_FILE, ClipTokenizer
+
+log = logging.getLogger(__name__)
+
+FP32_MIN_COSINE = 0.9999
+INT8_MIN_COSINE = 0.9995  # the issue's bar is 0.999 against the reference; keep a margin on the probes
+IMAGE_INT8_MIN_COSINE = 0.99  # the indexing tower itself (its ranking fidelity is tested in tests/speed)
+PROBE_TEXTS = [
+    "a",
+    "snow",
+    "a photo of a dog",
+    "a large red circle on the left over a striped blue background",
+    "two children playing football in a park on a sunny afternoon with their dog, seen from far away",
+    "Ein Hund am Strand bei Sonnenuntergang",
+    "un café crème à la terrasse, s'il vous plaît",
+    "東京の夜景",
+    "🐶🌅 dog + sunset!!!",
+    "the eiffel tower, paris (france) — 1889 & now",
+    "CAPITALS and MiXeD case, numbers 12345 and 3.14159",
+    "word " * 90,  # longer than any context: truncated, ending on the end token
+]
+
+
+class Unexportable(Exception):
+    """This model cannot have a light bundle; the message says why."""
+
+
+_lock = threading.Lock()
+
+
+def export_light_bundle(embedder) -> Path | None:
+    """The model's light bundle folder, exported (and checked) first if it is not in the cache; ``None`` when
+    the model cannot have one (the reason is logged) — its queries then run in open_clip as before."""
+    identity = embedder.identity
+    folder = light.bundle_dir(identity)
+    if folder is None:
+        log.info("no light export for %s: its identity does not pin its weights", embedder.spec.label)
+        return None
+    if (folder / light.MANIFEST).is_file():
+        return folder
+    with _lock:
+        if (folder / light.MANIFEST).is_file():
+            return folder
+        try:
+            _export(embedder, identity, folder)
+        except Unexportable as exc:
+            log.warning("queries of %s will load open_clip: %s", embedder.spec.label, exc)
+            return None
+        except Exception as exc:  # noqa: BLE001 - the exporter fails in many ways; the torch path still works
+            log.warning("exporting %s for light queries failed (%s: %s); queries will load open_clip",
+                        embedder.spec.label, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            return None
+    log.info("exported %s for light queries to %s", embedder.spec.label, folder)
+    return folder
+
+
+def _export(embedder, identity: dict, folder: Path) -> None:
+    import open_clip
+
+    model = embedder.model
+    clean_mode, context_length = _tokenizer_settings(embedder.tokenizer)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
+    try:
+        vocab = scratch / VOCAB_FILE
+        shutil.copyfile(open_clip.tokenizer.default_bpe(), vocab)
+        tokenizer = ClipTokenizer(str(vocab), context_length, clean_mode)
+        _check_tokenizer(tokenizer, embedder.tokenizer)
+        text = _export_text(model, tokenizer, embedder.tokenizer, scratch)
+        manifest = {
+            "format": light.LIGHT_FORMAT,
+            "identity": identity,
+            "dim": int(embedder.dim),
+            "text": dict(text, vocab=VOCAB_FILE, context_length=context_length, clean=clean_mode),
+            "image": _export_image(embedder, scratch),
+            "made_with": {"open_clip": open_clip.__version__, "torch": torch.__version__,
+                          "onnxruntime": _ort_version()},
+        }
+        with open(scratch / light.MANIFEST, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=1)
+        try:
+            os.rename(scratch, folder)  # atomic: readers see no bundle or a whole one
+        except OSError:
+            if not (folder / light.MANIFEST).is_file():  # not another process having won the race
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+# -- tokenizer ----------------------------------------------------------------------------------------------
+def _tokenizer_settings(tokenizer) -> tuple[str, int]:
+    from open_clip import tokenizer as oct
+
+    if type(tokenizer) is not oct.SimpleTokenizer:
+        raise Unexportable(f"its tokenizer ({type(tokenizer).__name__}) is not CLIP's BPE tokenizer")
+    if tokenizer.reduction_fn is not None:
+        raise Unexportable("its tokenizer reduces long texts by random masking")
+    modes = {oct._clean_lower: "lower", oct._clean_whitespace: "whitespace"}
+    if tokenizer.clean_fn not in modes:
+        raise Unexportable("its tokenizer cleans text in a way the light tokenizer does not")
+    return modes[tokenizer.clean_fn], int(tokenizer.context_length)
+
+
+def _check_tokenizer(ours: ClipTokenizer, theirs) -> None:
+    expected_ranks = {" ".join(pair): rank for pair, rank in theirs.bpe_ranks.items()}
+    if ours.merge_ranks != expected_ranks or ours.vocab_size != len(theirs.encoder):
+        raise Unexportable("its tokenizer's vocabulary is not open_clip's default one")
+    if any(theirs.encoder["".join(pair)] != 512 + rank for pair, rank in theirs.bpe_ranks.items()):
+        raise Unexportable("its tokenizer's ids are not laid out as CLIP's")
+    if not np.array_equal(ours(PROBE_TEXTS), theirs(PROBE_TEXTS).numpy()):
+        raise Unexportable("the light tokenizer's ids differ from open_clip's on the probe texts")
+
+
+# -- text tower ---------------------------------------------------------------------------------------------
+class _CausalTextTower(torch.nn.Module):
+    """``encode_text`` after the embeddings, at the tokens' own length (the caller trims the padding):
+    exportable with a dynamic batch and length. Inputs: token + position embeddings ``(n, length, width)``
+    and the end token's position ``(n,)``.
+
+    The embedding lookup stays outside the graph (a memory-mapped table: a query touches a few rows of its
+    25M numbers instead of loading them all). The blocks are open_clip's ``ResidualAttentionBlock`` re-stated
+    with shape-free reshapes: traced through ``nn.MultiheadAttention`` the exporter bakes the example's length
+    into the graph.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.blocks = model.transformer.resblocks
+        self.ln_final = model.ln_final
+        self.text_projection = model.text_projection
+        self.cast_dtype = model.transformer.get_cast_dtype()
+        self.register_buffer("attn_mask", model.attn_mask, persistent=False)
+
+    @staticmethod
+    def supports(model) -> bool:
+        from open_clip.transformer import ResidualAttentionBlock
+
+        blocks = getattr(getattr(model, "transformer", None), "resblocks", None)
+        return bool(blocks) and all(
+            type(b) is ResidualAttentionBlock and not hasattr(b, "ln_1_kv")
+            and isinstance(b.attn, torch.nn.MultiheadAttention) and b.attn._qkv_same_embed_dim
+            and b.attn.bias_k is None and not b.attn.add_zero_attn
+            for b in blocks
+        )
+
+    def forward(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+        length = embeddings.shape[1]
+        x = embeddings.to(self.cast_dtype)
+        mask = self.attn_mask[:length, :length].to(x.dtype)
+        for block in self.blocks:
+            x = x + block.ls_1(_self_attention(block.attn, block.ln_1(x), mask))
+            x = x + block.ls_2(block.mlp(block.ln_2(x)))
+        x = self.ln_final(x)
+        x = x[torch.arange(x.shape[0]), eot]
+        projection = self.text_projection
+        if projection is None:
+            return x
+        return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+
+
+def _self_attention(attn: torch.nn.MultiheadAttention, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``attn(x, x, x, attn_mask=mask)`` for batch-first ``x`` (n, length, width), in plain tensor ops."""
+    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (t.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2) for t in (q, k, v))  # n, heads, length, d
+    scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5) + mask
+    out = (scores.softmax(dim=-1) @ v).transpose(1, 2).flatten(-2)
+    return attn.out_proj(out)
+
+
+class _FullTextTower(torch.nn.Module):
+    """``encode_text`` as it is, at the full context length (towers without a causal mask)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens)
+
+
+def _export_text(model, tokenizer: ClipTokenizer, reference_tokenizer, scratch: Path) -> dict:
+    from clipsearch.model.embed import _is_causal_clip_text
+
+    # Towers of other shapes are exported as they are, at the full context length: slower, still torch-free.
+    causal = _is_causal_clip_text(model) and _CausalTextTower.supports(model)
+    with torch.inference_mode():
+        reference = F.normalize(model.encode_text(reference_tokenizer(PROBE_TEXTS)), dim=-1).numpy()
+    probe = tokenizer(PROBE_TEXTS)
+    fp32 = scratch / "text.fp32.onnx"
+    if causal:
+        embeddings = scratch / "token_embedding.npy"
+        np.save(embeddings, model.token_embedding.weight.detach().float().cpu().numpy())
+        np.save(scratch / "positional_embedding.npy", model.positional_embedding.detach().float().cpu().numpy())
+        encoder = TextInputs(scratch / "token_embedding.npy", scratch / "positional_embedding.npy")
+        example = encoder(tokenizer(["a photo of a dog"]))
+        _onnx_export(_CausalTextTower(model), tuple(torch.from_numpy(a) for a in example), fp32,
+                     ["embeddings", "eot"], {"embeddings": {0: "batch", 1: "length"}, "eot": {0: "batch"}})
+    else:
+        encoder = None
+        _onnx_export(_FullTextTower(model), (torch.from_numpy(tokenizer(["a photo of a dog"])),), fp32,
+                     ["tokens"], {"tokens": {0: "batch"}})
+    fp32_cosine = _text_cosine(fp32, probe, reference, encoder)
+    if fp32_cosine < FP32_MIN_COSINE:
+        raise Unexportable(f"the exported text tower drifts from open_clip (cosine {fp32_cosine:.5f})")
+    chosen, variant, cosine = fp32, "fp32", fp32_cosine
+    parameters = sum(p.numel() for p in model.transformer.parameters()) if hasattr(model, "transformer") else 0
+    if parameters >= accel.AUTO_MIN_PARAMETERS:
+        # Every MatMul in int8 first; where that drifts, only the MLPs (2/3 of the weights, less sensitive than
+        # the attention projections); else fp32.
+        for name, select in (("int8", None), ("int8-mlp", lambda node: "/mlp/" in node)):
+            candidate = scratch / f"text.{name}.onnx"
+            accel.quantise_matmuls_int8(fp32, candidate, reduce_range=False, select=select)
+            candidate_cosine = _text_cosine(candidate, probe, reference, encoder)
+            if candidate_cosine >= INT8_MIN_COSINE:
+                chosen, variant, cosine = candidate, name, candidate_cosine
+                break
+            log.info("%s text tower kept cosine %.5f only", name, candidate_cosine)
+    os.replace(chosen, scratch / "text.onnx")
+    for leftover in scratch.glob("text.*.onnx"):
+        leftover.unlink()
+    inputs = ({"embeddings": "token_embedding.npy", "positions": "positional_embedding.npy"} if causal else None)
+    return {"file": "text.onnx", "variant": variant, "causal": causal, "embeddings": inputs,
+            "min_cosine": round(float(cosine), 6)}
+
+
+def _text_cosine(path: Path, tokens: np.ndarray, reference: np.ndarray, encoder) -> float:
+    """The worst cosine, over the probe texts run one by one (as queries run), against open_clip."""
+    session = light.make_session(path)
+    cosines = []
+    for row, expected in zip(tokens, reference):
+        ids = row[None, :]
+        if encoder is not None:
+            embeddings, eot = encoder(ids)
+            vector = session.run(None, {"embeddings": embeddings, "eot": eot})[0][0]
+        else:
+            vector = session.run(None, {"tokens": ids})[0][0]
+        cosines.append(float(vector @ expected / max(np.linalg.norm(vector), 1e-12)))
+    return min(cosines)
+
+
+# -- image tower --------------------------------------------------------------------------------------------
+def _export_image(embedder, scratch: Path) -> dict | None:
+    """The image tower the index run uses (ONNX int8 for large towers, else fp32 ONNX of the same weights)."""
+    import open_clip
+
+    spec = embedder.pixel_spec
+    model = embedder.model
+    if spec is None or not isinstance(model, (open_clip.CLIP, open_clip.CustomTextCLIP)):
+        log.info("the light export of %s has no image tower: its preprocessing is not the default one",
+                 embedder.spec.label)
+        return None
+    tower = embedder._fast_tower if isinstance(embedder._fast_tower, accel.OnnxTower) else None
+    if tower is None:
+        if model.visual is None:
+            return None  # released after an export that has since vanished: the next run re-exports
+        example = torch.zeros((1, 3, spec.size, spec.size))
+        quantise = accel.resolve_image_backend("auto", model.visual, "cpu") == "onnx-int8"
+        tower = accel.cached_onnx_tower(model.visual, example, embedder.identity, quantise=quantise)
+        if tower is None:
+            return None
+    variant = "int8" if tower.name == "onnx-int8" else "fp32"
+    if model.visual is not None:
+        _check_image_tower(embedder, tower, IMAGE_INT8_MIN_COSINE if variant == "int8" else FP32_MIN_COSINE)
+    target = scratch / "image.onnx"
+    try:
+        os.link(tower.path, target)  # the very file the index run uses; a hard link costs no space
+    except OSError:
+        shutil.copyfile(tower.path, target)
+    return {"file": "image.onnx", "variant": variant, "size": spec.size, "interpolation": spec.interpolation,
+            "mean": embedder._mean.flatten().tolist(), "std": embedder._std.flatten().tolist()}
+
+
+def _check_image_tower(embedder, tower, threshold: float) -> None:
+    generator = torch.Generator().manual_seed(0)
+    size = embedder.pixel_spec.size
+    pixels = torch.randint(0, 256, (3, size, size, 3), generator=generator, dtype=torch.uint8)
+    batch = (pixels.permute(0, 3, 1, 2).float() / 255.0 - embedder._mean.cpu()) / embedder._std.cpu()
+    with torch.inference_mode():
+        expected = F.normalize(embedder.model.visual(batch), dim=-1)
+        got = F.normalize(tower(batch).float(), dim=-1)
+    cosine = float((expected * got).sum(dim=-1).min())
+    if cosine < threshold:
+        raise Unexportable(f"the exported image tower drifts from open_clip (cosine {cosine:.5f})")
+
+
+# -- shared -------------------------------------------------------------------------------------------------
+def _onnx_export(module: torch.nn.Module, example: tuple, path: Path, inputs: list[str], axes: dict) -> None:
+    # With gradients on: without them MultiheadAttention takes a fused fast path the exporter cannot trace.
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.enable_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.float().cpu().eval(), example, str(path), input_names=inputs, output_names=["features"],
+            dynamic_axes=dict(axes, features={0: "batch"}), opset_version=17, dynamo=False,
+        )
