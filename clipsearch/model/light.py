@@ -201,13 +201,19 @@ class LightModel:
 
     # -- text -----------------------------------------------------------------------------------------------
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts → unit vectors ``(n, dim)``."""
-        tokens = self.tokenizer(list(texts))
+        """Texts → unit vectors ``(n, dim)``, each text run alone at its own length: an int8 tower quantises
+        activations per call, so a text's vector must not depend on the others in the batch."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
         session = self._session("text")
-        if self._inputs is None:
-            return _normalise(session.run(None, {"tokens": tokens})[0])  # a tower exported at full length
-        embeddings, eot = self._inputs(tokens)
-        return _normalise(session.run(None, {"embeddings": embeddings, "eot": eot})[0])
+        rows = []
+        for tokens in self.tokenizer(list(texts)):
+            if self._inputs is None:  # a tower exported at full length
+                rows.append(session.run(None, {"tokens": tokens[None]})[0])
+            else:
+                embeddings, eot = self._inputs(tokens[None])
+                rows.append(session.run(None, {"embeddings": embeddings, "eot": eot})[0])
+        return _normalise(np.concatenate(rows))
 
     # -- images ---------------------------------------------------------------------------------------------
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
