@@ -35,12 +35,17 @@ QUERIES = [
 
 
 def synthetic_catalog(count: int, spec, dim: int, seed: int = 0) -> str:
-    """An index folder holding ``count`` random unit vectors under fake photo paths (cached between runs)."""
+    """An index folder holding ``count`` random unit vectors under fake photo paths, recorded as made by
+    ``spec`` (cached between runs, one folder per model)."""
+    import hashlib
+    import json
+
     import numpy as np
 
     from clipsearch.store.catalog import Catalog, Embedded, FileStat
 
-    folder = _common.work_dir() / f"query-index-{count}-{dim}-seed{seed}"
+    model = hashlib.sha256(json.dumps(spec.identity(), sort_keys=True).encode()).hexdigest()[:8]
+    folder = _common.work_dir() / f"query-index-{count}-{dim}-seed{seed}-{model}"
     done = folder / "complete"
     if done.is_file():
         return str(folder)

@@ -232,9 +232,8 @@ class Library:
                     and light.gpu_present():
                 reason = "a GPU is present: torch runs the model there"
             model = None
-            identity = self.model_identity()
-            if reason is None and identity is None:
-                reason = "the index has no vectors yet (an index run loads the model and exports it)"
+            # The identity the catalog recorded with the vectors; a new index: the model it is about to use.
+            identity = self.model_identity() or (self._model.identity() if self._model else None)
             if reason is None:
                 try:
                     model = light.LightModel.open(identity, images=images)
