@@ -78,28 +78,17 @@ def ensure_stand_in(work: Path) -> tuple[Path, Path]:
 
 def build_stand_in(checkpoint: str, model_dir: str, vocab_dir: str) -> dict:
     """Runs in a fresh process: seed the model, save it for open_clip, export it as rclip ships its model."""
+    import onnx
     import open_clip
     import torch
     from safetensors.torch import save_file
 
-    from clipsearch.model.export import _CausalTextTower, _onnx_export
+    from clipsearch.model import onnx_graph
+    from clipsearch.model.export import _onnx_export
 
     torch.manual_seed(0)
     model = open_clip.create_model(MODEL, pretrained=None).eval()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, checkpoint)
-
-    class Textual(torch.nn.Module):
-        """``encode_text`` on 77 tokens. Traced through ``nn.MultiheadAttention`` the exporter bakes the batch
-        size in, so the blocks run as clipsearch's exporter states them (same numbers, dynamic batch)."""
-
-        def __init__(self):
-            super().__init__()
-            self.tower = _CausalTextTower(model)
-            self.token_embedding = model.token_embedding
-            self.positional_embedding = model.positional_embedding
-
-        def forward(self, tokens):
-            return self.tower(self.token_embedding(tokens) + self.positional_embedding, tokens.argmax(dim=-1))
 
     class Visual(torch.nn.Module):
         def __init__(self):
@@ -110,12 +99,14 @@ def build_stand_in(checkpoint: str, model_dir: str, vocab_dir: str) -> dict:
             return self.visual(pixels)
 
     size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    # The image tower as rclip's convert_model.py makes it: torch.onnx.export, fp32, dynamic batch.
     _onnx_export(Visual(), (torch.zeros(1, 3, size, size),), Path(model_dir) / "visual.onnx", ["input"],
                  {"input": {0: "batch"}})
-    tokens = open_clip.get_tokenizer(MODEL)(["a photo of a dog"])
-    _onnx_export(Textual(), (tokens,), Path(model_dir) / "textual.onnx", ["input"], {"input": {0: "batch"}})
+    # The text tower: traced, the exporter bakes the example's batch size into nn.MultiheadAttention's reshapes,
+    # so it is written from the weights instead (the same function, fp32, any batch).
+    onnx.save(onnx_graph.text_model(model, tokens_input="input", output_name="output"),
+              str(Path(model_dir) / "textual.onnx"))
     _rename_output(Path(model_dir) / "visual.onnx")
-    _rename_output(Path(model_dir) / "textual.onnx")
     shutil.copyfile(open_clip.tokenizer.default_bpe(), Path(vocab_dir) / "bpe_simple_vocab_16e6.txt.gz")
     return {"image_size": size}
 

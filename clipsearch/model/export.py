@@ -144,61 +144,6 @@ def _check_tokenizer(ours: ClipTokenizer, theirs) -> None:
 
 
 # -- text tower ---------------------------------------------------------------------------------------------
-class _CausalTextTower(torch.nn.Module):
-    """``encode_text`` after the embeddings, at the tokens' own length (the caller trims the padding):
-    exportable with a dynamic batch and length. Inputs: token + position embeddings ``(n, length, width)``
-    and the end token's position ``(n,)``.
-
-    The embedding lookup stays outside the graph (a memory-mapped table: a query touches a few rows of its
-    25M numbers instead of loading them all). The blocks are open_clip's ``ResidualAttentionBlock`` re-stated
-    with shape-free reshapes: traced through ``nn.MultiheadAttention`` the exporter bakes the example's length
-    into the graph.
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        self.blocks = model.transformer.resblocks
-        self.ln_final = model.ln_final
-        self.text_projection = model.text_projection
-        self.cast_dtype = model.transformer.get_cast_dtype()
-        self.register_buffer("attn_mask", model.attn_mask, persistent=False)
-
-    @staticmethod
-    def supports(model) -> bool:
-        from open_clip.transformer import ResidualAttentionBlock
-
-        blocks = getattr(getattr(model, "transformer", None), "resblocks", None)
-        return bool(blocks) and all(
-            type(b) is ResidualAttentionBlock and not hasattr(b, "ln_1_kv")
-            and isinstance(b.attn, torch.nn.MultiheadAttention) and b.attn._qkv_same_embed_dim
-            and b.attn.bias_k is None and not b.attn.add_zero_attn
-            for b in blocks
-        )
-
-    def forward(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
-        length = embeddings.shape[1]
-        x = embeddings.to(self.cast_dtype)
-        mask = self.attn_mask[:length, :length].to(x.dtype)
-        for block in self.blocks:
-            x = x + block.ls_1(_self_attention(block.attn, block.ln_1(x), mask))
-            x = x + block.ls_2(block.mlp(block.ln_2(x)))
-        x = self.ln_final(x)
-        x = x[torch.arange(x.shape[0]), eot]
-        projection = self.text_projection
-        if projection is None:
-            return x
-        return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
-
-
-def _self_attention(attn: torch.nn.MultiheadAttention, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``attn(x, x, x, attn_mask=mask)`` for batch-first ``x`` (n, length, width), in plain tensor ops."""
-    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    q, k, v = (t.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2) for t in (q, k, v))  # n, heads, length, d
-    scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5) + mask
-    out = (scores.softmax(dim=-1) @ v).transpose(1, 2).flatten(-2)
-    return attn.out_proj(out)
-
-
 class _FullTextTower(torch.nn.Module):
     """``encode_text`` as it is, at the full context length (towers without a causal mask)."""
 
@@ -211,51 +156,42 @@ class _FullTextTower(torch.nn.Module):
 
 
 def _export_text(model, tokenizer: ClipTokenizer, reference_tokenizer, scratch: Path) -> dict:
-    from clipsearch.model.embed import _is_causal_clip_text
+    from clipsearch.model import onnx_graph
 
-    # Towers of other shapes are exported as they are, at the full context length: slower, still torch-free.
-    causal = _is_causal_clip_text(model) and _CausalTextTower.supports(model)
     with torch.inference_mode():
         reference = F.normalize(model.encode_text(reference_tokenizer(PROBE_TEXTS)), dim=-1).numpy()
     probe = tokenizer(PROBE_TEXTS)
-    fp32 = scratch / "text.fp32.onnx"
-    if causal:
-        embeddings = scratch / "token_embedding.npy"
-        np.save(embeddings, model.token_embedding.weight.detach().float().cpu().numpy())
-        np.save(scratch / "positional_embedding.npy", model.positional_embedding.detach().float().cpu().numpy())
-        encoder = TextInputs(scratch / "token_embedding.npy", scratch / "positional_embedding.npy")
-        example = encoder(tokenizer(["a photo of a dog"]))
-        _onnx_export(_CausalTextTower(model), tuple(torch.from_numpy(a) for a in example), fp32,
-                     ["embeddings", "eot"], {"embeddings": {0: "batch", 1: "length"}, "eot": {0: "batch"}})
-    else:
-        encoder = None  # one text at a time: traced attention may have the example's batch size baked in
-        _onnx_export(_FullTextTower(model), (torch.from_numpy(tokenizer(["a photo of a dog"])),), fp32,
-                     ["tokens"], {})
-    fp32_cosine = _text_cosine(fp32, probe, reference, encoder)
-    if fp32_cosine < FP32_MIN_COSINE:
-        raise Unexportable(f"the exported text tower drifts from open_clip (cosine {fp32_cosine:.5f})")
-    chosen, variant, cosine = fp32, "fp32", fp32_cosine
-    parameters = sum(p.numel() for p in model.transformer.parameters()) if hasattr(model, "transformer") else 0
-    if parameters >= accel.AUTO_MIN_PARAMETERS:
-        # Every MatMul in int8 first; where that drifts, only the MLPs (2/3 of the weights, less sensitive than
-        # the attention projections); else fp32.
-        for name, select in (("int8", None), ("int8-mlp", lambda node: "/mlp/" in node)):
-            candidate = scratch / f"text.{name}.onnx"
-            accel.quantise_matmuls_int8(fp32, candidate, reduce_range=False, select=select)
-            candidate_cosine = _text_cosine(candidate, probe, reference, encoder)
-            if candidate_cosine >= INT8_MIN_COSINE:
-                chosen, variant, cosine = candidate, name, candidate_cosine
-                break
-            log.info("%s text tower kept cosine %.5f only", name, candidate_cosine)
-    os.replace(chosen, scratch / "text.onnx")
-    for leftover in scratch.glob("text.*.onnx"):
-        leftover.unlink()
-    inputs = ({"embeddings": "token_embedding.npy", "positions": "positional_embedding.npy"} if causal else None)
-    return {"file": "text.onnx", "variant": variant, "causal": causal, "embeddings": inputs,
-            "min_cosine": round(float(cosine), 6)}
+    if not onnx_graph.supports_text(model):
+        # Towers of other shapes are traced as they are, at the full context length: slower, still torch-free.
+        path = scratch / "text.onnx"
+        _onnx_export(_FullTextTower(model), (torch.from_numpy(tokenizer(["a photo of a dog"])),), path,
+                     ["tokens"], {})  # one text at a time: traced attention may bake the example's batch size
+        cosine = _text_cosine(path, probe, reference, None)
+        if cosine < FP32_MIN_COSINE:
+            raise Unexportable(f"the exported text tower drifts from open_clip (cosine {cosine:.5f})")
+        return {"file": "text.onnx", "variant": "fp32", "causal": False, "embeddings": None,
+                "min_cosine": round(cosine, 6)}
+    np.save(scratch / "token_embedding.npy", model.token_embedding.weight.detach().float().cpu().numpy())
+    np.save(scratch / "positional_embedding.npy", model.positional_embedding.detach().float().cpu().numpy())
+    encoder = TextInputs(scratch / "token_embedding.npy", scratch / "positional_embedding.npy")
+    # Large towers: every MatMul in int8 first; where that drifts, only the MLPs (2/3 of the weights, less
+    # sensitive than the attention projections); else, and for small towers, fp32.
+    tiers = [("fp32", lambda kind: False)]
+    if sum(p.numel() for p in model.transformer.parameters()) >= accel.AUTO_MIN_PARAMETERS:
+        tiers = [("int8", lambda kind: True), ("int8-mlp", lambda kind: kind.startswith("mlp"))] + tiers
+    for variant, select in tiers:
+        data = onnx_graph.text_model(model, select, reduce_range=False).SerializeToString()
+        cosine = _text_cosine(data, probe, reference, encoder)
+        if cosine >= (FP32_MIN_COSINE if variant == "fp32" else INT8_MIN_COSINE):
+            (scratch / "text.onnx").write_bytes(data)
+            return {"file": "text.onnx", "variant": variant, "causal": True,
+                    "embeddings": {"embeddings": "token_embedding.npy", "positions": "positional_embedding.npy"},
+                    "min_cosine": round(cosine, 6)}
+        log.info("%s text tower kept cosine %.5f only", variant, cosine)
+    raise Unexportable(f"the exported text tower drifts from open_clip (cosine {cosine:.5f})")
 
 
-def _text_cosine(path: Path, tokens: np.ndarray, reference: np.ndarray, encoder) -> float:
+def _text_cosine(path: Path | bytes, tokens: np.ndarray, reference: np.ndarray, encoder) -> float:
     """The worst cosine, over the probe texts run one by one (as queries run), against open_clip."""
     session = light.make_session(path)
     cosines = []
@@ -267,7 +203,7 @@ def _text_cosine(path: Path, tokens: np.ndarray, reference: np.ndarray, encoder)
         else:
             vector = session.run(None, {"tokens": ids})[0][0]
         cosines.append(float(vector @ expected / max(np.linalg.norm(vector), 1e-12)))
-    return min(cosines)
+    return float(min(cosines))
 
 
 # -- image tower --------------------------------------------------------------------------------------------

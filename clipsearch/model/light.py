@@ -89,8 +89,9 @@ def light_refusal(options, images: bool) -> str | None:
     return None
 
 
-def make_session(path: Path, threads: int | None = None):
-    """An ONNX Runtime CPU session that does not spin idle threads (they would steal the decoders' cores)."""
+def make_session(path: Path | bytes, threads: int | None = None):
+    """An ONNX Runtime CPU session (from a file or a serialised model) that does not spin idle threads (they
+    would steal the decoders' cores)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -99,7 +100,8 @@ def make_session(path: Path, threads: int | None = None):
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # warnings about unused initialisers are noise on a user's terminal
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 class TextInputs:

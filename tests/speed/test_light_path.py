@@ -69,7 +69,8 @@ def test_without_an_export_a_search_falls_back_to_open_clip_and_says_so(scenes_l
     assert done.returncode == 0, done.stderr
     assert "text queries: open_clip (torch), since no exported towers" in done.stderr
     assert modules["torch"] is True
-    assert [h["path"] for h in json.loads(done.stdout)] == [h.path for h in scenes_library.search("a blue square", top_k=10)]
+    expected = scenes_library.search("a blue square", top_k=10)
+    assert [h["path"] for h in json.loads(done.stdout)] == [h.path for h in expected]
 
 
 def test_a_broken_export_is_not_used_and_the_search_still_answers(scenes_library, model_cache, tmp_path):
@@ -82,7 +83,8 @@ def test_a_broken_export_is_not_used_and_the_search_still_answers(scenes_library
                             "--verbose", cache=tmp_path / "cache")
     assert done.returncode == 0, done.stderr
     assert "open_clip (torch), since cannot load" in done.stderr and modules["torch"] is True
-    assert [h["path"] for h in json.loads(done.stdout)] == [h.path for h in scenes_library.search("a green star", top_k=10)]
+    expected = scenes_library.search("a green star", top_k=10)
+    assert [h["path"] for h in json.loads(done.stdout)] == [h.path for h in expected]
 
 
 def test_reference_option_keeps_queries_on_open_clip(scenes_library, caplog):
@@ -234,3 +236,20 @@ def test_models_the_light_path_cannot_serve_get_no_export_and_a_reason(caplog):
     assert "is not CLIP's BPE tokenizer" in caplog.text and "does not pin its weights" in caplog.text
     with pytest.raises(light.LightUnavailable, match="no exported towers"):
         light.LightModel.open(make_embedder(seed=14).identity)
+
+
+def test_image_towers_the_graph_writer_does_not_cover_are_traced_and_still_match(monkeypatch, photo_like_images):
+    from clipsearch.imaging.decode import resize_and_crop
+    from clipsearch.model import onnx_graph
+
+    traced = make_embedder(EmbedOptions(image_backend="onnx"), seed=21)
+    written = make_embedder(EmbedOptions(image_backend="onnx"), seed=21)
+    reference = make_embedder(EmbedOptions(image_backend="torch"), seed=21)
+    pixels = np.stack([resize_and_crop(im, reference.pixel_spec) for im in photo_like_images])
+    expected = reference.encode_pixels(pixels)
+    assert cosines(written.encode_pixels(pixels), expected).min() >= 0.9999
+    monkeypatch.setattr(onnx_graph, "supports_vision", lambda visual: False)
+    traced.spec = ModelSpec("clipsearch-tiny", "random-seed21-traced", None)  # its own cache entry
+    traced._identity = None
+    assert cosines(traced.encode_pixels(pixels), expected).min() >= 0.9999
+    assert traced._fast_tower.path != written._fast_tower.path

@@ -28,7 +28,8 @@ EDGE_CASES = [
     "tab\tseparated\tvalues", "line\nbreaks\r\nand\rreturns", "non\u00a0breaking", "zero\u200bwidth",
     "soft\u00adhyphen", "bell\x07char", "esc\x1b[31mred\x1b[0m", "null\x00byte", "del\x7f", "vt\x0bff\x0c",
     "\u2028line separator", "e\u0308\u0301 stacked marks", "\ufeffbom", "private \ue000 use", "\U0001d538 math",
-    "supercalifragilisticexpialidocious", "antidisestablishmentarianism", "pneumonoultramicroscopicsilicovolcanoconiosis",
+    "supercalifragilisticexpialidocious", "antidisestablishmentarianism",
+    "pneumonoultramicroscopicsilicovolcanoconiosis",
     "a" * 300, "ab" * 200, "word " * 100, "🐶" * 80, "東" * 120, "a, " * 60, " ".join(["lorem ipsum dolor"] * 40),
 ]
 
@@ -67,7 +68,7 @@ def open_clip_tokenizers():
     from clipsearch.model.models import register_tiny_model
 
     register_tiny_model()
-    return {"ViT-B-32": open_clip.get_tokenizer("ViT-B-32"), "clipsearch-tiny": open_clip.get_tokenizer("clipsearch-tiny")}
+    return {name: open_clip.get_tokenizer(name) for name in ("ViT-B-32", "clipsearch-tiny")}
 
 
 @pytest.fixture(scope="module")
