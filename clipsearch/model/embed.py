@@ -43,8 +43,9 @@ class Embedder:
         self.image_backend = _choose_image_backend(model, device, options)
         self._fast_tower = None  # built on the first batch from decode workers (an indexing run)
         self.text_backend = _choose_text_backend(model, device, options)
-        self._text_model = _int8_text_model(model) if self.text_backend == "torch-int8" else model
-        self.dim = int(self.encode_texts(["a photo"]).shape[1])
+        self._text_model_int8 = None  # made on the first text query: an index run never needs it
+        with torch.inference_mode():
+            self.dim = int(self.model.encode_text(self.tokenizer(["a photo"]).to(device)).shape[1])
         self._identity: dict | None = None
         self._light_exported = False
 
@@ -136,6 +137,14 @@ class Embedder:
         return tower
 
     # -- text ---------------------------------------------------------------------------------------------
+    @property
+    def _text_model(self):
+        if self.text_backend != "torch-int8":
+            return self.model
+        if self._text_model_int8 is None:
+            self._text_model_int8 = _int8_text_model(self.model)
+        return self._text_model_int8
+
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Encode texts into unit vectors."""

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 FP32_MIN_COSINE = 0.9999
 INT8_MIN_COSINE = 0.9995  # the bar is 0.999 against the reference; keep a margin on the probes
-IMAGE_INT8_MIN_COSINE = 0.99  # the indexing tower itself (its ranking fidelity is tested in tests/speed)
 PROBE_TEXTS = [
     "a",
     "snow",
@@ -226,9 +225,9 @@ def _export_image(embedder, scratch: Path) -> dict | None:
         tower = accel.cached_onnx_tower(model.visual, example, embedder.identity, quantise=quantise)
         if tower is None:
             return None
+    # No second check here: it is the very file the index run embeds with (checked against torch when written),
+    # so query images and indexed images go through the same numbers.
     variant = "int8" if tower.name == "onnx-int8" else "fp32"
-    if model.visual is not None:
-        _check_image_tower(embedder, tower, IMAGE_INT8_MIN_COSINE if variant == "int8" else FP32_MIN_COSINE)
     target = scratch / "image.onnx"
     try:
         os.link(tower.path, target)  # the very file the index run uses; a hard link costs no space
@@ -236,19 +235,6 @@ def _export_image(embedder, scratch: Path) -> dict | None:
         shutil.copyfile(tower.path, target)
     return {"file": "image.onnx", "variant": variant, "size": spec.size, "interpolation": spec.interpolation,
             "mean": embedder._mean.flatten().tolist(), "std": embedder._std.flatten().tolist()}
-
-
-def _check_image_tower(embedder, tower, threshold: float) -> None:
-    generator = torch.Generator().manual_seed(0)
-    size = embedder.pixel_spec.size
-    pixels = torch.randint(0, 256, (3, size, size, 3), generator=generator, dtype=torch.uint8)
-    batch = (pixels.permute(0, 3, 1, 2).float() / 255.0 - embedder._mean.cpu()) / embedder._std.cpu()
-    with torch.inference_mode():
-        expected = F.normalize(embedder.model.visual(batch), dim=-1)
-        got = F.normalize(tower(batch).float(), dim=-1)
-    cosine = float((expected * got).sum(dim=-1).min())
-    if cosine < threshold:
-        raise Unexportable(f"the exported image tower drifts from open_clip (cosine {cosine:.5f})")
 
 
 # -- shared -------------------------------------------------------------------------------------------------
