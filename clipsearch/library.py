@@ -236,7 +236,8 @@ class Library:
             identity = self.model_identity() or (self._model.identity() if self._model else None)
             if reason is None:
                 try:
-                    model = light.LightModel.open(identity, images=images)
+                    one_shot = bool(self._embed_options and self._embed_options.one_shot)
+                    model = light.LightModel.open(identity, images=images, one_shot=one_shot)
                 except light.LightUnavailable as exc:
                     reason = str(exc)
             if model is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -44,7 +45,8 @@ def search(query, index_dir, top_k, min_score, folder, device, image_backend, te
         _log_to_stderr()
     from clipsearch.library import Library, SearchFilter
 
-    engine = embed_options(device, image_backend, text_backend, reference)
+    # One query, then exit: the light model loads its towers for one run rather than many.
+    engine = dataclasses.replace(embed_options(device, image_backend, text_backend, reference), one_shot=True)
     started = time.perf_counter()
     with Library.open(index_dir, embed_options=engine) as library:
         hits = library.search(list(query), top_k=top_k, min_score=min_score, where=SearchFilter(folder=folder))

@@ -179,10 +179,15 @@ def _export_text(model, tokenizer: ClipTokenizer, reference_tokenizer, scratch: 
     if sum(p.numel() for p in model.transformer.parameters()) >= accel.AUTO_MIN_PARAMETERS:
         tiers = [("int8", lambda kind: True), ("int8-mlp", lambda kind: kind.startswith("mlp"))] + tiers
     for variant, select in tiers:
-        data = onnx_graph.text_model(model, select, reduce_range=False).SerializeToString()
-        cosine = _text_cosine(data, probe, reference, encoder)
+        graph = onnx_graph.text_model(model, select, reduce_range=False)
+        cosine = _text_cosine(graph.SerializeToString(), probe, reference, encoder)
         if cosine >= (FP32_MIN_COSINE if variant == "fp32" else INT8_MIN_COSINE):
-            (scratch / "text.onnx").write_bytes(data)
+            import onnx
+
+            # Weights beside the graph, not inside it: ONNX Runtime then maps them instead of parsing and
+            # copying them, which is most of a cold search's session time.
+            onnx.save_model(graph, str(scratch / "text.onnx"), save_as_external_data=True,
+                            all_tensors_to_one_file=True, location="text.weights", size_threshold=4096)
             return {"file": "text.onnx", "variant": variant, "causal": True,
                     "embeddings": {"embeddings": "token_embedding.npy", "positions": "positional_embedding.npy"},
                     "min_cosine": round(cosine, 6)}
