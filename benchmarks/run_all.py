@@ -1,8 +1,9 @@
-"""Run every benchmark and print their tables: ``python -m benchmarks`` (about 10 minutes on 2 cores).
+"""Run every benchmark and print their tables: ``python -m benchmarks`` (about 25 minutes on 2 cores).
 
     python -m benchmarks                 # default sizes
     python -m benchmarks --full          # full sizes: 400 photos + sweep, 10k/100k/1M vectors, 50k files
     python -m benchmarks --only query rescan
+    python -m benchmarks --only rclip        # the race against rclip 3.3.0 (installs it into its own venv)
     python -m benchmarks --markdown results.md   # also write the tables to a file
 
 Each benchmark measures its baseline in the same run, in fresh processes, so ratios hold on a busy machine
@@ -16,15 +17,16 @@ import argparse
 import sys
 import time
 
-from benchmarks import bench_fidelity, bench_index, bench_query, bench_refresh, bench_rescan
+from benchmarks import bench_fidelity, bench_index, bench_query, bench_rclip, bench_refresh, bench_rescan
 
-ORDER = ("fidelity", "rescan", "refresh", "query", "index")
+ORDER = ("fidelity", "rescan", "refresh", "query", "index", "rclip")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="full sizes (about 30-40 minutes)")
-    parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER))
+    parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER), metavar="NAME",
+                        help=f"run only these benchmarks: {', '.join(ORDER)}")
     parser.add_argument("--markdown", help="also write every table to this file")
     args = parser.parse_args(argv)
     runs = {
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         "refresh": lambda: bench_refresh.main([]),
         "query": lambda: bench_query.main(["--sizes", "10000", "100000", "1000000"] if args.full else []),
         "index": lambda: bench_index.main(["--full", "--sweep"] if args.full else []),
+        "rclip": lambda: bench_rclip.main(["--count", "300"] if args.full else []),
     }
     tables = []
     started = time.monotonic()

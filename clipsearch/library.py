@@ -16,6 +16,7 @@ for what a server shows): the CLI, the web app and Python users call only this a
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -47,6 +48,7 @@ VECTORS_FILE = "vectors.faiss"
 LOCK_FILE = "write.lock"
 THUMBS_DIR = "thumbs"
 REPO_INDEX_DIR = Path(__file__).resolve().parent.parent / "index"
+log = logging.getLogger(__name__)
 
 
 def default_index_dir() -> Path:
@@ -127,6 +129,7 @@ class Library:
         self._model = model
         self._embed_options = embed_options
         self._embedder: EmbeddingModel | None = None
+        self._light: dict[bool, object] = {}  # images needed? -> LightModel, or None once found unavailable
         self._vectors = DerivedIndex(catalog, str(directory / VECTORS_FILE))
         self._lock = threading.RLock()
         self.decode_options = DecodeOptions()
@@ -199,21 +202,63 @@ class Library:
 
     @property
     def embedder(self) -> EmbeddingModel:
-        """The model, loaded on first use (so status and catalog commands never import torch)."""
+        """The model, loaded on first use (so status and catalog commands never import torch): the light model
+        (ONNX Runtime, no torch) when the index's model has been exported with its image tower, else open_clip."""
         with self._lock:
             if self._embedder is None:
                 if self._model is None:
                     raise IndexStoreError(f"the index at {self.directory} is empty and has no model yet")
-                from clipsearch.model.embed import Embedder
-                from clipsearch.model.models import EmbedOptions
+                self._embedder = self._light_model(images=True)
+                if self._embedder is None:
+                    from clipsearch.model.embed import Embedder
+                    from clipsearch.model.models import EmbedOptions
 
-                self._embedder = Embedder.load(self._model, self._embed_options or EmbedOptions())
+                    self._embedder = Embedder.load(self._model, self._embed_options or EmbedOptions())
             return self._embedder
 
     @property
     def model_is_loaded(self) -> bool:
         """Whether the model has been loaded in this process (status and unchanged reruns never load it)."""
         return self._embedder is not None
+
+    @property
+    def text_encoder(self):
+        """What encodes the text terms of a query: the embedder once loaded, else the light model's text tower
+        (a text search then never imports torch), else the embedder."""
+        with self._lock:
+            if self._embedder is None:
+                light = self._light_model(images=False)
+                if light is not None:
+                    return light
+            return self.embedder
+
+    def _light_model(self, images: bool):
+        """The exported model for this index's model, or ``None`` (the reason is logged once)."""
+        if images not in self._light:
+            from clipsearch.model import light
+
+            what = "the model" if images else "text queries"
+            reason = light.light_refusal(self._embed_options, images)
+            if reason is None and images and not (self._embed_options and self._embed_options.device) \
+                    and light.gpu_present():
+                reason = "a GPU is present: torch runs the model there"
+            model = None
+            # The identity the catalog recorded with the vectors; a new index: the model it is about to use.
+            identity = self.model_identity() or (self._model.identity() if self._model else None)
+            if reason is None:
+                try:
+                    one_shot = bool(self._embed_options and self._embed_options.one_shot)
+                    model = light.LightModel.open(identity, images=images, one_shot=one_shot)
+                except light.LightUnavailable as exc:
+                    reason = str(exc)
+            if model is None:
+                log.info("%s: open_clip (torch), since %s", what, reason)
+            else:
+                log.info("%s: %s", what, model.label)
+            self._light[images] = model
+            if model is not None and images:
+                self._light[False] = model
+        return self._light[images]
 
     def use_embedder(self, embedder: EmbeddingModel) -> None:
         """Hand in an already loaded embedder (shared between libraries, or a test double)."""
@@ -316,7 +361,7 @@ class Library:
         vectors = []
         for term in terms:
             if term.kind == "text":
-                vectors.append(self.embedder.encode_texts([term.value])[0])
+                vectors.append(self.text_encoder.encode_texts([term.value])[0])
             elif term.kind == "image":
                 vectors.append(self.encode_image_file(term.value))
             elif term.kind == "file":

@@ -20,6 +20,17 @@ from clipsearch.testing import HashEmbedder  # noqa: E402,F401  (re-exported for
 HELD_OUT_SEED = 424242  # never used in training (tools/train_tiny.py)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """Exported towers (``$CLIPSEARCH_CACHE``: ONNX image towers, light bundles) go to one session folder under
+    tmp, never the user's cache; subprocesses inherit it."""
+    mp = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("clipsearch-cache")
+    mp.setenv("CLIPSEARCH_CACHE", str(folder))
+    yield folder
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_spec() -> ModelSpec:
     return ModelSpec.parse("clipsearch-tiny")

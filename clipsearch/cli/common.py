@@ -46,7 +46,7 @@ def engine_options(func: Callable) -> Callable:
 
 
 def embed_options(device, image_backend, text_backend, reference):
-    from clipsearch.model.models import EmbedOptions
+    from clipsearch.model.models import EmbedOptions  # torch-free: a light search must not import torch
 
     return EmbedOptions(device=device, reference=reference, image_backend=image_backend, text_backend=text_backend)
 

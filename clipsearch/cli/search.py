@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import sys
+import time
 
 import click
 
@@ -24,8 +28,11 @@ from clipsearch.cli.common import (
 @click.option("--folder", type=click.Path(), help="Only results under this folder.")
 @engine_options
 @JSON_OPTION
+@click.option("--verbose", is_flag=True, help="Say on stderr how the query is encoded (the light ONNX path or "
+              "open_clip, and why) and how long the search took.")
 @friendly_errors
-def search(query, index_dir, top_k, min_score, folder, device, image_backend, text_backend, reference, as_json) -> None:
+def search(query, index_dir, top_k, min_score, folder, device, image_backend, text_backend, reference, as_json,
+           verbose) -> None:
     """Search by words, example images, or both, combined with + and - and weights.
 
     \b
@@ -34,11 +41,19 @@ def search(query, index_dir, top_k, min_score, folder, device, image_backend, te
       clipsearch search ./photo.jpg + "at night"
       clipsearch search 2:"red car" ./ref.jpg --top 5 --json
     """
+    if verbose:
+        _log_to_stderr()
     from clipsearch.library import Library, SearchFilter
 
-    engine = embed_options(device, image_backend, text_backend, reference)
+    # One query, then exit: the light model loads its towers for one run rather than many.
+    engine = dataclasses.replace(embed_options(device, image_backend, text_backend, reference), one_shot=True)
+    started = time.perf_counter()
     with Library.open(index_dir, embed_options=engine) as library:
         hits = library.search(list(query), top_k=top_k, min_score=min_score, where=SearchFilter(folder=folder))
+    logging.getLogger("clipsearch.cli").info(
+        "%d results in %.0f ms (torch %s)", len(hits), (time.perf_counter() - started) * 1e3,
+        "imported" if "torch" in sys.modules else "not imported",
+    )
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
         return
@@ -46,3 +61,11 @@ def search(query, index_dir, top_k, min_score, folder, device, image_backend, te
         click.echo("no results")
     for hit in hits:
         click.echo(f"{hit.score:.3f}  {printable(hit.path)}")
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("clipsearch: %(message)s"))
+    logger = logging.getLogger("clipsearch")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from clipsearch.imaging.decode import PixelSpec, resize_and_crop
 from clipsearch.model import accel
-from clipsearch.model.models import EmbedOptions, ModelSpec, load_model  # noqa: F401  (EmbedOptions: its old home)
+from clipsearch.model.models import EmbedOptions, ModelSpec, load_model
 
 
 def pick_device(requested: str | None) -> str:
@@ -43,8 +43,18 @@ class Embedder:
         self.image_backend = _choose_image_backend(model, device, options)
         self._fast_tower = None  # built on the first batch from decode workers (an indexing run)
         self.text_backend = _choose_text_backend(model, device, options)
-        self._text_model = _int8_text_model(model) if self.text_backend == "torch-int8" else model
-        self.dim = int(self.encode_texts(["a photo"]).shape[1])
+        self._text_model_int8 = None  # made on the first text query: an index run never needs it
+        with torch.inference_mode():
+            self.dim = int(self.model.encode_text(self.tokenizer(["a photo"]).to(device)).shape[1])
+        self._identity: dict | None = None
+        self._light_exported = False
+
+    @property
+    def identity(self) -> dict:
+        """``spec.identity()``, computed once (it checksums the checkpoint file)."""
+        if self._identity is None:
+            self._identity = self.spec.identity()
+        return self._identity
 
     @classmethod
     def load(cls, spec: ModelSpec, options: EmbedOptions = EmbedOptions()) -> Embedder:
@@ -53,13 +63,31 @@ class Embedder:
         return cls(spec, model, preprocess, tokenizer, device, options)
 
     # -- images -------------------------------------------------------------------------------------------
-    @torch.inference_mode()
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Encode a uint8 batch (n, size, size, 3) prepared by ``decode.load_pixels`` with ``pixel_spec``.
 
-        This is the indexing path: the first call may build (and cache) the fast image tower.
+        This is the indexing path: the first call may build (and cache) the fast image tower, and exports the
+        model for light queries (``clipsearch.model.export``) unless the cache has it already.
         """
-        return self._encode_pixels(pixels, build=True)
+        with torch.inference_mode():
+            vectors = self._encode_pixels(pixels, build=True)
+        if not self._light_exported:  # outside inference mode: the exporter traces with autograd on
+            self._light_exported = True
+            self._export_light()
+        return vectors
+
+    def _export_light(self) -> None:
+        """Export the towers for torch-free queries (once per model, cached), then drop the torch image tower
+        when ONNX Runtime runs it: it would only hold ~350 MB (ViT-B-32) for nothing."""
+        from clipsearch.model import light
+
+        refusal = light.light_refusal(self.options, images=True)
+        if refusal is None and not self.device.startswith("cuda"):
+            from clipsearch.model.export import export_light_bundle
+
+            export_light_bundle(self)
+        if isinstance(self._fast_tower, accel.OnnxTower) and self.model.visual is not None:
+            self.model.visual = None
 
     def _encode_pixels(self, pixels: np.ndarray, build: bool) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
@@ -99,7 +127,7 @@ class Embedder:
             self._fast_tower = accel.TorchInt8Tower(self.model.visual)
             return self._fast_tower
         tower = accel.cached_onnx_tower(
-            self.model.visual, example, self.spec.identity(), quantise=backend == "onnx-int8", build=build
+            self.model.visual, example, self.identity, quantise=backend == "onnx-int8", build=build
         )
         if tower is None:
             if build:
@@ -109,6 +137,14 @@ class Embedder:
         return tower
 
     # -- text ---------------------------------------------------------------------------------------------
+    @property
+    def _text_model(self):
+        if self.text_backend != "torch-int8":
+            return self.model
+        if self._text_model_int8 is None:
+            self._text_model_int8 = _int8_text_model(self.model)
+        return self._text_model_int8
+
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Encode texts into unit vectors."""

@@ -34,6 +34,8 @@ class EmbedOptions:
     image_backend: str = "auto"
     # "auto" (int8 Linear layers for large causal text towers on CPU, else fp32), "torch", "torch-int8".
     text_backend: str = "auto"
+    # A process that answers one query and exits (``clipsearch search``): load towers fast rather than run fast.
+    one_shot: bool = False
 
 
 @dataclass(frozen=True)

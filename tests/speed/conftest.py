@@ -12,14 +12,10 @@ from PIL import Image
 from clipsearch.model.models import TINY_WEIGHTS, ModelSpec
 
 
-@pytest.fixture(scope="session", autouse=True)
-def onnx_cache(tmp_path_factory):
-    """Every export made by these tests lands in one temporary cache folder."""
-    mp = pytest.MonkeyPatch()
-    folder = tmp_path_factory.mktemp("clipsearch-cache")
-    mp.setenv("CLIPSEARCH_CACHE", str(folder))
-    yield folder
-    mp.undo()
+@pytest.fixture(scope="session")
+def onnx_cache(model_cache):
+    """Every export made by these tests lands in the session's temporary cache folder (tests/conftest.py)."""
+    return model_cache
 
 
 def make_embedder(options=None, name: str = "clipsearch-tiny", seed: int = 0):
