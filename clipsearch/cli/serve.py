@@ -66,7 +66,7 @@ def serve(index_dir, host, port, password, device, image_backend, text_backend, 
 
 def serve_library(library, host: str, port: int, password: str | None) -> None:
     try:
-        from ui.app import launch
+        from ui.app import serve
     except ImportError as exc:
         raise ClipsearchError(f"the web app is not available ({exc})") from None
-    launch(library, host=host, port=port, password=password)
+    serve(library, host=host, port=port, password=password)  # Gradio's console lines (a share-link hint) not shown
