@@ -293,10 +293,11 @@ def _wire_search(service: SearchService, controls: SearchControls, results: Resu
     controls.image.upload(on_search, inputs, searched, **private)
     controls.browse.click(on_browse, [controls.query, controls.sort, *controls.where], results.shown, **private)
     results.load_more.click(on_load_more, [results.listing, results.hits, results.items], results.shown, **private)
-    # always_last: arrows pressed faster than previews arrive still end on the last result chosen
+    # Arrows pressed faster than previews arrive: every choice is sent ("multiple"; Gradio's "always_last"
+    # re-sends without the chosen index) and answered in order (one at a time), so the last one chosen shows.
     results.gallery.select(on_select, results.hits, [results.preview, results.details, results.download,
                                                      results.selected, results.preview_box],
-                           trigger_mode="always_last", **private)
+                           trigger_mode="multiple", concurrency_limit=1, concurrency_id="preview", **private)
     directions = [results.selected, results.but_with, results.but_without, *controls.filters]
     gr.on([results.more.click, results.but_with.submit, results.but_without.submit], on_more, directions,
           results.shown, **private)

@@ -15,6 +15,7 @@ from PIL import ExifTags, Image
 from clipsearch import Library, SearchFilter
 from clipsearch.cli import main
 from clipsearch.imaging.taken import date_taken
+
 CAMERA = dt.datetime(2019, 3, 4, 10, 0, 0)  # local time, as a camera without a zone writes it
 ZONED = dt.datetime(2019, 3, 6, 12, 0, 0, tzinfo=dt.timezone.utc)  # a camera that wrote OffsetTimeOriginal
 PLAIN_MTIME = dt.datetime(2020, 1, 1, 12, 0, 0).timestamp()
