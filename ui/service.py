@@ -332,9 +332,11 @@ class SearchService:
         everything = self.library.browse(SearchFilter(), "newest", 0, 1).total
         if not everything:
             return "The library is empty: index a folder with `clipsearch index FOLDER`, then *Re-index* below."
-        if listing.where.active and not self.library.browse(listing.where, "newest", 0, 1).total:
-            return (f"No photo is {_describe_filter(listing.where)}. Choose another folder or clear the folder "
-                    "filter, or widen the dates (*Filters*).")
+        where = listing.where
+        if where.active and not self.library.browse(where, "newest", 0, 1).total:
+            tries = (["choose another folder or clear the folder filter"] if where.folder else []) + (
+                ["widen the dates"] if where.since is not None or where.until is not None else [])
+            return f"No photo is {_describe_filter(where)}: {' or '.join(tries)} (*Filters*)."
         if listing.ranked and listing.min_score is not None:
             best = self.library.browse(listing.where, "score", 0, 1, query=listing.vector).hits
             if best and best[0].score < listing.min_score:
