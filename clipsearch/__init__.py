@@ -21,7 +21,7 @@ from clipsearch.errors import (
 )
 from clipsearch.imaging.decode import IMAGE_EXTENSIONS
 from clipsearch.ingest.run import IndexOptions, IndexReport
-from clipsearch.library import Library, LibraryStatus, SearchFilter, SearchHit, default_index_dir
+from clipsearch.library import BrowsePage, Library, LibraryStatus, SearchFilter, SearchHit, default_index_dir
 from clipsearch.media.service import Media
 from clipsearch.model.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, TINY_MODEL, ModelSpec
 from clipsearch.model.protocol import EmbeddingModel
@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PRETRAINED",
     "IMAGE_EXTENSIONS",
+    "BrowsePage",
     "ClipsearchError",
     "EmbeddingModel",
     "FileRow",

@@ -15,6 +15,7 @@ for what a server shows): the CLI, the web app and Python users call only this a
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import logging
 import os
@@ -72,6 +73,7 @@ class SearchHit:
     height: int | None = None
     bytes: int = 0
     mtime: float = 0.0
+    taken: float = 0.0  # when the photo was taken (EXIF DateTimeOriginal, else ``mtime``), epoch seconds
 
     def to_dict(self) -> dict:
         return {
@@ -82,12 +84,14 @@ class SearchHit:
             "height": self.height,
             "bytes": self.bytes,
             "mtime": self.mtime,
+            "taken": self.taken,
         }
 
 
 @dataclass(frozen=True)
 class SearchFilter:
-    """Restrict a search to a folder (a sub-tree of the roots) and a modification-time range (epoch seconds)."""
+    """Restrict a search to a folder (a sub-tree of the roots) and a range of dates taken (epoch seconds,
+    inclusive): EXIF ``DateTimeOriginal``, else the file's modification time."""
 
     folder: str | None = None
     since: float | None = None
@@ -96,6 +100,17 @@ class SearchFilter:
     @property
     def active(self) -> bool:
         return bool(self.folder) or self.since is not None or self.until is not None
+
+    @classmethod
+    def dated(cls, folder: str | None = None, since=None, until=None) -> SearchFilter:
+        """A filter from dates as people give them: ``"2024-05-31"`` or a ``datetime.date`` is a whole day (an
+        ``until`` day runs to its last second), an ISO date-time string, a ``datetime`` or epoch seconds a
+        moment; ``None`` or ``""`` no bound. ``QueryError`` for a date that is none, or a range running
+        backwards."""
+        low, high = _epoch(since, "from"), _epoch(until, "until", end_of_day=True)
+        if low is not None and high is not None and low > high:
+            raise QueryError("the 'from' date is after the 'until' date")
+        return cls(os.fspath(folder).strip() or None if folder else None, low, high)
 
 
 @dataclass
@@ -493,8 +508,103 @@ class Library:
                 last_run=self._catalog.last_run(),
             )
 
+    # -- browsing: the library page by page, with or without a query ------------------------------------------
+    def browse(
+        self,
+        where: SearchFilter = SearchFilter(),
+        order: str = "newest",
+        offset: int = 0,
+        limit: int = 100,
+        query: str | Sequence[str] | Sequence[Term] | np.ndarray | None = None,
+        min_score: float | None = None,
+    ) -> BrowsePage:
+        """The indexed files under ``where``, ``limit`` at a time from ``offset``: ``newest`` or ``oldest`` taken
+        first, by ``name`` (folder, then file name), or by ``score`` against ``query`` (anything ``search``
+        takes, or an encoded query vector), best first and cut at ``min_score``.
+
+            page = lib.browse(SearchFilter.dated("~/Pictures/2024", since="2024-06-01"), order="oldest")
+            while page.next_offset is not None:
+                page = lib.browse(..., offset=page.next_offset)
+        """
+        if order not in BROWSE_ORDERS:
+            raise QueryError(f"unknown order {order!r}: use one of {', '.join(BROWSE_ORDERS)}")
+        if not 0 <= offset or not 1 <= limit <= MAX_PAGE:
+            raise QueryError(f"a page starts at offset 0 or more and holds 1 to {MAX_PAGE} files")
+        if (query is None) != (order != "score"):
+            raise QueryError("order by score needs a query to score by" if query is None
+                             else "a query ranks by score: browse with order='score'")
+        folder = self.check_folder(where.folder) if where.folder else None
+        if order == "score":
+            vector = query if isinstance(query, np.ndarray) else self.encode_query(query)
+            return self._browse_by_score(vector, where, folder, offset, limit, min_score)
+        with self._lock:
+            rows, total = self._catalog.page(folder, (where.since, where.until), order, offset, limit)
+        ends = offset + len(rows) >= total
+        return BrowsePage([_search_hit(r, 0.0) for r in rows], total, offset, None if ends else offset + len(rows))
+
+    def _browse_by_score(self, vector: np.ndarray, where: SearchFilter, folder: str | None, offset: int, limit: int,
+                         min_score: float | None) -> BrowsePage:
+        with self._lock:
+            vectors = self._vectors.current()
+            allowed = None
+            if where.active:
+                allowed = np.fromiter(self._catalog.iter_ids(folder, (where.since, where.until)), dtype=np.int64)
+            total = len(vectors) if allowed is None else len(allowed)
+            ranked = vectors.search(vector, offset + limit, allowed)[offset:]
+            kept = [h for h in ranked if min_score is None or h.score >= min_score]
+            rows = self._catalog.get_many(h.id for h in kept)
+        hits = [_search_hit(rows[h.id], h.score) for h in kept if h.id in rows and rows[h.id].status == "ok"]
+        ends = len(kept) < len(ranked) or offset + len(ranked) >= total
+        return BrowsePage(hits, total, offset, None if ends else offset + len(ranked))
+
+BROWSE_ORDERS = ("newest", "oldest", "name", "score")
+MAX_PAGE = 1000  # rows per browse page
+
+
+@dataclass(frozen=True)
+class BrowsePage:
+    """One page of ``Library.browse``: the files (``score`` is 0 unless ranked by a query), how many files the
+    filter matches in all, and the offset of the next page (``None`` on the last)."""
+
+    hits: list[SearchHit]
+    total: int
+    offset: int
+    next_offset: int | None
+
+    def to_dict(self) -> dict:
+        return {"hits": [h.to_dict() for h in self.hits], "total": self.total, "offset": self.offset,
+                "next_offset": self.next_offset}
+
+
 def _search_hit(row: FileRow, score: float) -> SearchHit:
-    return SearchHit(row.id, row.path, score, row.width, row.height, row.size, row.mtime_ns / 1e9)
+    taken = row.mtime_ns if row.taken_ns is None else row.taken_ns
+    return SearchHit(row.id, row.path, score, row.width, row.height, row.size, row.mtime_ns / 1e9, taken / 1e9)
+
+
+_EPOCH_LIMIT = 9.0e9  # about the year 2255: the catalog keeps nanoseconds in a signed 64-bit integer
+_DAY_END = 86399.999  # a whole day's filter runs to its last millisecond
+
+
+def _epoch(value, what: str, end_of_day: bool = False) -> float | None:
+    """A date bound in epoch seconds (local time, as the dates of the photos are read), or ``None``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, dt.datetime):
+        seconds = value.timestamp()
+    elif isinstance(value, dt.date):
+        seconds = dt.datetime(value.year, value.month, value.day).timestamp() + (_DAY_END if end_of_day else 0.0)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+        if seconds != seconds or abs(seconds) == float("inf"):
+            raise QueryError(f"the '{what}' date must be a finite number of seconds")
+    else:
+        text = str(value).strip()
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise QueryError(f"the '{what}' date {text!r} is not a date like 2024-05-31") from None
+        seconds = parsed.timestamp() + (_DAY_END if end_of_day and len(text) <= 10 else 0.0)
+    return min(max(seconds, -_EPOCH_LIMIT), _EPOCH_LIMIT)
 
 
 class _write_lock:

@@ -1,6 +1,6 @@
-"""Make docs/screenshot.png from the real-browser test run, or measure the app's warm search-to-gallery time.
+"""Make the README's screenshots from the real-browser test run, or measure the app's warm search-to-gallery time.
 
-    .venv/bin/python tools/screenshot.py               # runs tests/ui/test_browser.py: docs/screenshot.png
+    .venv/bin/python tools/screenshot.py               # docs/screenshot.png and docs/screenshot-preview.png
     .venv/bin/python tools/screenshot.py --measure 20  # 300-scene demo library: median Enter-to-gallery time
 
 The measurement drives Debian's Chromium with Playwright: it types a query, presses Enter, and stops the clock
@@ -27,7 +27,8 @@ QUERIES = ("a red circle", "a large blue square on the left", "star + yellow", "
 
 def screenshot(target: Path) -> int:
     env = dict(os.environ, CLIPSEARCH_SCREENSHOT=str(target), GRADIO_ANALYTICS_ENABLED="False")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ui/test_browser.py"]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ui/test_browser.py",
+               "-k", "previews_it_and_more_like_this"]  # the journey that takes them (viewport shots)
     return subprocess.call(command, cwd=REPO, env=env)
 
 

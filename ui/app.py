@@ -1,7 +1,8 @@
-"""The clipsearch web app: search a library by words, by example image, or both, in a browser or over HTTP.
+"""The clipsearch web app: search a library by words, by example image, or both, or browse it, in a browser or
+over HTTP.
 
-    from ui.app import build_app, launch
-    launch(Library.open("~/photo-index"))                       # http://127.0.0.1:7860, model warmed first
+    from ui.app import build_app, launch, serve
+    serve(Library.open("~/photo-index"))                        # http://127.0.0.1:7860, model warmed first
     build_app(library).launch(prevent_thread_lock=True)          # tests and embedding (use launch() to serve)
 
 Safe by default: it listens on 127.0.0.1, never makes a share link, and serves only thumbnails it made
@@ -11,7 +12,12 @@ machine needs a password. Every request, to Gradio's routes as to ours, first pa
 header must name an address the app is served on (DNS rebinding), and no other origin may read or post.
 
 Named API endpoints (``gradio_client`` or plain HTTP): ``/search``, ``/search_image``, ``/more_like``,
-``/original`` and ``/status``; see ui/README-section.md.
+``/browse``, ``/original`` and ``/status``; see the README's "The web app".
+
+The page: the search box on top, then the results (first in the page, so a phone shows them before any
+control, and the first thumbnail is two Tabs from the search box), the controls beside them, the library's
+status below. A result opens in a lightbox (``ui/assets/keys.js`` gives the keyboard: arrows in the gallery,
+Left/Right/Escape in the preview).
 
 For Gradio's reload mode (``CLIPSEARCH_INDEX=~/photo-index gradio ui/app.py``) the module has a ``demo``
 attribute, built on first access and never at import.
@@ -36,17 +42,19 @@ from gradio.data_classes import FileData
 
 from clipsearch import ClipsearchError, Library
 from ui.security import HostPolicy, check_allowed_host, check_port_free, guarded_gradio_app
-from ui.service import AppSettings, Outcome, SearchService
+from ui.service import AppSettings, Outcome, SearchService, UploadError, escape_markdown
 
-__all__ = ["AppSettings", "build_app", "launch"]
+__all__ = ["AppSettings", "build_app", "launch", "serve"]
 
 log = logging.getLogger("clipsearch.ui")
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-
-CSS = """
-#results .caption-label { font-variant-numeric: tabular-nums; font-size: var(--text-xs); max-width: 100%; }
-#summary p { margin: 0.25em 0; }
-"""
+ASSETS = Path(__file__).resolve().parent / "assets"
+CSS = (ASSETS / "app.css").read_text(encoding="utf-8")
+KEYS_JS = (ASSETS / "keys.js").read_text(encoding="utf-8")
+SORTS = [("Newest first", "newest"), ("Oldest first", "oldest"), ("Folder and name", "name"),
+         ("Score for the words above", "score")]
+NOTHING_TO_SEARCH = ("Type some words or drop an image to search, or *Browse* the whole library (beside the "
+                     "results) without a query.")
 
 
 class QueryImage(gr.Image):
@@ -76,11 +84,11 @@ class QueryImage(gr.Image):
     def _save_inline(self, url: str) -> str:
         header, _, encoded = url.partition(",")
         if ";base64" not in header or len(encoded) * 3 // 4 > self.max_inline_bytes:
-            raise gr.Error("the pasted image is too large or not base64-encoded; upload it as a file instead")
+            raise _refusal("the pasted image is too large or not base64-encoded; upload it as a file instead")
         try:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
-            raise gr.Error("the pasted image is not valid base64") from None
+            raise _refusal("the pasted image is not valid base64") from None
         folder = Path(self.GRADIO_CACHE) / "clipsearch-pasted"
         folder.mkdir(parents=True, exist_ok=True)
         fd, path = tempfile.mkstemp(dir=folder, suffix=".img")
@@ -96,28 +104,43 @@ class SearchControls:
     image: QueryImage
     image_weight: gr.Slider
     filters: list  # top_k, min_score, folder, since, until: the inputs every search takes after its terms
+    sort: gr.Dropdown
+    browse: gr.Button
 
     @property
     def folder(self) -> gr.Dropdown:
         return self.filters[2]
+
+    @property
+    def where(self) -> list:
+        """folder, since, until."""
+        return self.filters[2:]
 
 
 @dataclass
 class ResultsPanel:
     summary: gr.Markdown
     gallery: gr.Gallery
+    load_more: gr.Button
     hits: gr.State  # ids of the results on screen, in gallery order
+    items: gr.State  # (thumbnail, caption) of the results on screen, for appending the next page
+    listing: gr.State  # what the gallery lists (ui.service.Listing), for "load more"
     selected: gr.State  # id of the result in the preview
     preview_box: gr.Column
     preview: gr.Image
     details: gr.Markdown
     more: gr.Button
+    but_with: gr.Textbox
+    but_without: gr.Textbox
     download: gr.DownloadButton
+    close: gr.Button
+    previous: gr.Button
+    next: gr.Button
 
     @property
     def shown(self) -> list:
-        """What a finished search updates."""
-        return [self.summary, self.gallery, self.hits, self.preview_box]
+        """What a finished search or a new page updates."""
+        return [self.summary, self.gallery, self.hits, self.items, self.listing, self.preview_box, self.load_more]
 
 
 def build_app(library: Library, settings: AppSettings = AppSettings()) -> gr.Blocks:
@@ -126,69 +149,132 @@ def build_app(library: Library, settings: AppSettings = AppSettings()) -> gr.Blo
     with gr.Blocks(title=settings.title, analytics_enabled=False) as app:
         app.clipsearch_service = service  # launch() reads the thumbnail folder and warms the model through it
         gr.Markdown(f"# {settings.title}\nFind photos by words, by an example image, or both.")
-        with gr.Row():
-            with gr.Column(scale=3, min_width=300):
-                controls = _search_controls(service, settings)
-            with gr.Column(scale=7):
+        query, button = _search_bar()
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=7, min_width=340):  # first: a narrow screen shows the results before any control
                 results = _results_panel(settings)
+            with gr.Column(scale=3, min_width=300):
+                controls = _search_controls(service, settings, query, button)
         _wire_search(service, controls, results)
         _library_panel(service, controls)
         _api(service, settings)
+        app.load(None, None, None, js=KEYS_JS)  # the keyboard: runs once in each page, no request to the server
     app.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     return app
 
 
-def _search_controls(service: SearchService, settings: AppSettings) -> SearchControls:
-    query = gr.Textbox(
-        label="Search", placeholder="red circle + striped - blue", elem_id="query", lines=1,
-        info="Words; `+` adds, `-` removes, `2:word` weighs. With an image: \"at night\", \"- people\".",
-    )
-    button = gr.Button("Search", variant="primary", elem_id="search-btn")
+def _search_bar() -> tuple[gr.Textbox, gr.Button]:
+    with gr.Row(elem_id="search-bar"):
+        query = gr.Textbox(
+            label="Search", placeholder="red circle + striped - blue", elem_id="query", lines=1, scale=8,
+            autofocus=True, info="Words; `+` adds, `-` removes, `2:word` weighs.",
+        )
+        button = gr.Button("Search", variant="primary", elem_id="search-btn", scale=1, min_width=90)
+    return query, button
+
+
+def _search_controls(service: SearchService, settings: AppSettings, query: gr.Textbox,
+                     button: gr.Button) -> SearchControls:
     image = QueryImage(label="Search by image (drop, paste or upload)", type="filepath",
                        sources=["upload", "clipboard"], height=180, elem_id="query-image", buttons=[])
     image.max_inline_bytes = _bytes(settings.max_upload)
     image_weight = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="Weight of the image",
-                             info="The words keep weight 1.")
-    with gr.Accordion("Filters", open=False):
-        top_k = gr.Slider(1, settings.max_top_k, value=settings.top_k, step=1, label="Results")
-        min_score = gr.Slider(-1.0, 1.0, value=settings.min_score, step=0.01, label="Minimum score")
-        folder = gr.Dropdown(choices=[""] + service.folder_choices(), value="", label="Folder",
+                             info="Words added to an image keep weight 1: \"at night\", \"- people\".")
+    with gr.Group():
+        sort = gr.Dropdown(choices=SORTS, value="newest", label="Browse without a query", elem_id="sort",
+                           info="Every photo in the folder and dates below, page by page.")
+        browse = gr.Button("Browse", elem_id="browse-btn")
+    with gr.Accordion("Filters", open=True):
+        top_k = gr.Slider(1, settings.max_top_k, value=settings.top_k, step=1, label="Results per page")
+        min_score = gr.Slider(-1.0, 1.0, value=settings.min_score, step=0.01, label="Minimum score",
+                              elem_id="min-score")
+        folder = gr.Dropdown(choices=[""] + service.folder_choices(), value="", label="Folder", elem_id="folder",
                              allow_custom_value=True, info="A folder inside the indexed folders.")
-        since = gr.DateTime(label="Modified from", include_time=False, type="timestamp")
-        until = gr.DateTime(label="Modified until", include_time=False, type="timestamp")
-    return SearchControls(query, button, image, image_weight, [top_k, min_score, folder, since, until])
+        with gr.Row():
+            since = gr.DateTime(label="Taken from", include_time=False, type="string", elem_id="since")
+            until = gr.DateTime(label="Taken until", include_time=False, type="string", elem_id="until")
+        gr.Markdown("A photo's date is when it was taken (its EXIF date), else when its file was last changed.")
+    return SearchControls(query, button, image, image_weight, [top_k, min_score, folder, since, until], sort, browse)
 
 
 def _results_panel(settings: AppSettings) -> ResultsPanel:
-    summary = gr.Markdown("Type a query or drop an image.", elem_id="summary")
+    summary = gr.Markdown("Type a query, drop an image, or browse the library.", elem_id="summary")
     gallery = gr.Gallery(label="Results", columns=settings.columns, height=620, allow_preview=False,
                          object_fit="contain", buttons=[], elem_id="results", show_label=False)
+    load_more = gr.Button("Load more", visible=False, elem_id="load-more")
     with gr.Column(visible=False, elem_id="preview") as preview_box:
+        with gr.Row(elem_id="preview-bar"):
+            previous = gr.Button("‹ Previous", size="sm", min_width=0, elem_id="preview-previous")
+            following = gr.Button("Next ›", size="sm", min_width=0, elem_id="preview-next")
+            close = gr.Button("✕ Close", size="sm", min_width=0, elem_id="preview-close")
         with gr.Row():
-            preview = gr.Image(label="Preview", interactive=False, height=360, buttons=[], elem_id="preview-image")
-            with gr.Column():
+            preview = gr.Image(label="Preview", interactive=False, height="70vh", buttons=[], elem_id="preview-image",
+                               show_label=False)
+            with gr.Column(min_width=260):
                 details = gr.Markdown(elem_id="details")
                 more = gr.Button("More like this", variant="primary", elem_id="more-like-this")
+                with gr.Row():
+                    but_with = gr.Textbox(label="…but with", placeholder="at night", elem_id="but-with", lines=1,
+                                          min_width=120)
+                    but_without = gr.Textbox(label="…and without", placeholder="daylight", elem_id="but-without",
+                                             lines=1, min_width=120)
                 download = gr.DownloadButton("Download original", variant="secondary", elem_id="download")
-    return ResultsPanel(summary, gallery, gr.State([]), gr.State(None), preview_box, preview, details, more,
-                        download)
+    return ResultsPanel(summary, gallery, load_more, gr.State([]), gr.State([]), gr.State(None), gr.State(None),
+                        preview_box, preview, details, more, but_with, but_without, download, close, previous,
+                        following)
 
 
 def _wire_search(service: SearchService, controls: SearchControls, results: ResultsPanel) -> None:
     """The page's own events (private: the API is the documented surface)."""
 
-    def show(outcome: Outcome):
-        items = [(r.thumbnail, r.caption) for r in outcome.results]
-        return outcome.summary, items, [r.id for r in outcome.results], gr.Column(visible=False)
+    def show(outcome: Outcome, ids: list | None = None, items: list | None = None):
+        """The outputs of ``results.shown`` for ``outcome``, appended to ``ids``/``items`` when given."""
+        ids, items = list(ids or []), list(items or [])
+        on_screen = set(ids)
+        for r in outcome.results:
+            if r.id not in on_screen:  # the catalog may have changed between two pages
+                ids.append(r.id)
+                items.append((r.thumbnail, r.caption))
+        more = outcome.listing is not None and outcome.listing.next_offset is not None
+        return (outcome.summary, items, ids, items, outcome.listing, gr.Column(visible=False),
+                gr.Button(visible=more))
 
-    def on_search(text, upload, weight, k, cut, where, low, high):
+    def message(text: str):
+        return text, [], [], [], None, gr.Column(visible=False), gr.Button(visible=False)
+
+    def on_search(text, upload, weight, k, cut, folder, low, high):
+        """Search; an image that cannot be used is removed from the page and said why, and the words alone
+        are searched (so the image never blocks a later search)."""
         if not (text or "").strip() and not upload:
-            raise gr.Error("Type some words or drop an image to search.")
-        return show(_guard(service.search, text, upload, weight, k, cut, where, low, high))
+            return *message(NOTHING_TO_SEARCH), gr.skip()
+
+        def attempt():
+            try:
+                return service.search(text, upload, weight, k, cut, folder, low, high), None
+            except UploadError as exc:
+                problem = exc
+            if not (text or "").strip():
+                return None, problem
+            return service.search(text, None, weight, k, cut, folder, low, high), problem
+
+        outcome, problem = _guard(attempt)
+        if problem is None:
+            return *show(outcome), gr.skip()
+        note = f"**The image could not be used, so it was taken off the page:** {_plain(problem)}."
+        if outcome is None:
+            return *message(f"{note}  \nDrop another image, or search by words."), None
+        return *show(Outcome(outcome.results, f"{note}  \nFor the words alone: {outcome.summary}",
+                             outcome.listing)), None
+
+    def on_browse(text, order, folder, low, high):
+        return show(_guard(service.browse, folder, low, high, order, text))
+
+    def on_load_more(listing, ids, items):
+        return show(_guard(service.next_page, listing, len(ids or [])), ids, items)
 
     def on_select(ids, evt: gr.SelectData):
         if evt.index is None or not 0 <= int(evt.index) < len(ids):
-            raise gr.Error("That result is no longer on screen; search again.")
+            raise _refusal("That result is no longer on screen; search again.")
         file_id = ids[int(evt.index)]
         picture, text = _guard(service.preview, file_id)
         try:
@@ -198,18 +284,29 @@ def _wire_search(service: SearchService, controls: SearchControls, results: Resu
         return picture, text, gr.DownloadButton(value=original, visible=original is not None), file_id, \
             gr.Column(visible=True)
 
-    def on_more(file_id, k, cut, where, low, high):
+    def on_more(file_id, add, remove, k, cut, folder, low, high):
         if file_id is None:
-            raise gr.Error("Click a result first.")
-        return show(_guard(service.more_like, file_id, k, cut, where, low, high))
+            raise _refusal("Click a result first.")
+        return show(_guard(service.more_like, file_id, k, cut, folder, low, high, add, remove))
 
     inputs = [controls.query, controls.image, controls.image_weight, *controls.filters]
     private = {"api_visibility": "private"}
-    gr.on([controls.query.submit, controls.button.click], on_search, inputs, results.shown, **private)
-    controls.image.upload(on_search, inputs, results.shown, **private)
+    searched = [*results.shown, controls.image]
+    gr.on([controls.query.submit, controls.button.click], on_search, inputs, searched, **private)
+    controls.image.upload(on_search, inputs, searched, **private)
+    controls.browse.click(on_browse, [controls.query, controls.sort, *controls.where], results.shown, **private)
+    results.load_more.click(on_load_more, [results.listing, results.hits, results.items], results.shown, **private)
+    # Arrows pressed faster than previews arrive: every choice is sent ("multiple"; Gradio's "always_last"
+    # re-sends without the chosen index) and answered in order (one at a time), so the last one chosen shows.
     results.gallery.select(on_select, results.hits, [results.preview, results.details, results.download,
-                                                     results.selected, results.preview_box], **private)
-    results.more.click(on_more, [results.selected, *controls.filters], results.shown, **private)
+                                                     results.selected, results.preview_box],
+                           trigger_mode="multiple", concurrency_limit=1, concurrency_id="preview", **private)
+    directions = [results.selected, results.but_with, results.but_without, *controls.filters]
+    gr.on([results.more.click, results.but_with.submit, results.but_without.submit], on_more, directions,
+          results.shown, **private)
+    results.close.click(lambda: gr.Column(visible=False), None, results.preview_box, queue=False, **private)
+    results.previous.click(None, None, None, js="() => window.clipsearchStep && window.clipsearchStep(-1)")
+    results.next.click(None, None, None, js="() => window.clipsearchStep && window.clipsearchStep(1)")
 
 
 def _library_panel(service: SearchService, controls: SearchControls) -> None:
@@ -232,19 +329,26 @@ def _library_panel(service: SearchService, controls: SearchControls) -> None:
 
 
 def _api(service: SearchService, settings: AppSettings) -> None:
-    """The named API: JSON in, JSON out; files by catalog id."""
+    """The named API: JSON in, JSON out; files by catalog id, thumbnails made by the app."""
 
     def search(query: str, top_k: int = settings.top_k, min_score: float = settings.min_score,
                folder: str = "", since: str = "", until: str = "") -> list[dict]:
-        """Search by words (`+`/`-`/`2:word` syntax); results best first with id, name, path and score."""
+        """Search by words (`+`/`-`/`2:word` syntax); results best first with id, name, path, score, thumbnail."""
         return [r.to_api() for r in _guard(service.search, query, None, 1.0, top_k, min_score, folder,
                                            since, until).results]
 
     def more_like(file_id: int, top_k: int = settings.top_k, min_score: float = settings.min_score,
-                  folder: str = "", since: str = "", until: str = "") -> list[dict]:
-        """Files like the indexed file `file_id`, from its stored vector."""
+                  folder: str = "", since: str = "", until: str = "", add: str = "", remove: str = "") -> list[dict]:
+        """Files like the indexed file `file_id`, from its stored vector; `add`/`remove` words steer it
+        ("more like this, but at night": add="night")."""
         return [r.to_api() for r in _guard(service.more_like, file_id, top_k, min_score, folder,
-                                           since, until).results]
+                                           since, until, add, remove).results]
+
+    def browse(folder: str = "", since: str = "", until: str = "", order: str = "newest", query: str = "",
+               offset: int = 0, limit: int = settings.browse_page) -> dict:
+        """The library page by page without a query: `order` newest, oldest (date taken) or name; or ranked by
+        the words of `query` with order score. Answers results, total, offset and next_offset (null at the end)."""
+        return _guard(service.browse_api, folder, since, until, order, query, offset, limit)
 
     def library_status() -> dict:
         """Model, counts, folders, last run and skipped files with reasons."""
@@ -252,6 +356,7 @@ def _api(service: SearchService, settings: AppSettings) -> None:
 
     gr.api(search, api_name="search")
     gr.api(more_like, api_name="more_like")
+    gr.api(browse, api_name="browse")
     gr.api(library_status, api_name="status")
 
     with gr.Column(visible=False):  # endpoints that take or give files need real components
@@ -270,7 +375,7 @@ def _api(service: SearchService, settings: AppSettings) -> None:
     def search_image(image, query, image_weight, top_k, min_score, folder, since, until):
         """Search by an example image, optionally with words (`at night`, `- people`) and its weight."""
         if not image:
-            raise gr.Error("send an image file")
+            raise _refusal("send an image file")
         outcome = _guard(service.search, query, image, image_weight, top_k, min_score, folder, since, until)
         return [r.to_api() for r in outcome.results]
 
@@ -281,6 +386,25 @@ def _api(service: SearchService, settings: AppSettings) -> None:
     search_button.click(search_image, [image, query, weight, top_k, min_score, folder, since, until], results,
                         api_name="search_image")
     original_button.click(original, file_id, file, api_name="original")
+
+
+def serve(library: Library, **options) -> gr.Blocks:
+    """Serve the app until interrupted (what ``clipsearch serve`` runs): ``launch`` without Gradio's own
+    console lines, one line of ours instead (no share-link hint: this app never makes one)."""
+    app = launch(library, prevent_thread_lock=True, quiet=True, **options)
+    print(f"clipsearch: the web app is on {app.local_url} (Ctrl-C stops it)", flush=True)
+    app.block_thread()
+    return app
+
+
+def _refusal(message: str) -> gr.Error:
+    """A message for the person at the browser, without a traceback in the server's console."""
+    return gr.Error(message, print_exception=False)
+
+
+def _plain(error: Exception) -> str:
+    """An error as text for a Markdown line."""
+    return escape_markdown(str(error).rstrip("."))
 
 
 def launch(
@@ -385,7 +509,8 @@ def _guard(fn, *args):
     except gr.Error:
         raise
     except ClipsearchError as exc:
-        raise gr.Error(html.escape(str(exc)), print_exception=False) from None  # messages render as HTML
+        # messages render as HTML: no tag may come through (quotes are harmless in text and stay readable)
+        raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
     except Exception:
         log.exception("unexpected error in the web app")
         raise gr.Error("something went wrong on the server; the details are in its log",
@@ -412,10 +537,11 @@ def __getattr__(name: str):
 
 def _serve_default_index() -> None:
     try:
-        app = launch(Library.open(), prevent_thread_lock=True)
+        app = launch(Library.open(), prevent_thread_lock=True, quiet=True)
     except ClipsearchError as error:
         raise SystemExit(f"clipsearch: {error}") from None
     globals()["demo"] = app  # the reloader looks for the launched app under this name
+    print(f"clipsearch: the web app is on {app.local_url} (Ctrl-C stops it)", flush=True)
     app.block_thread()
 
 

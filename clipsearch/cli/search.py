@@ -20,19 +20,33 @@ from clipsearch.cli.common import (
 )
 
 
+def _date(ctx, param, value: str | None) -> str | None:
+    """Check a --since/--until date now, so a bad one is a usage error (exit 2) before the model loads."""
+    from clipsearch.errors import QueryError
+    from clipsearch.library import SearchFilter
+
+    try:
+        SearchFilter.dated(since=value)
+    except QueryError as exc:
+        raise click.BadParameter(str(exc).replace("the 'from' date ", "")) from None
+    return value
+
+
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("query", nargs=-1, required=True, type=click.UNPROCESSED)
 @INDEX_OPTION
 @click.option("--top", "top_k", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option("--min-score", type=click.FloatRange(-1, 1), help="Hide results below this cosine similarity (-1..1).")
 @click.option("--folder", type=click.Path(), help="Only results under this folder.")
+@click.option("--since", metavar="DATE", callback=_date, help="Only photos taken on or after DATE (YYYY-MM-DD).")
+@click.option("--until", metavar="DATE", callback=_date, help="Only photos taken on or before DATE (the whole day).")
 @engine_options
 @JSON_OPTION
 @click.option("--verbose", is_flag=True, help="Say on stderr how the query is encoded (the light ONNX path or "
               "open_clip, and why) and how long the search took.")
 @friendly_errors
-def search(query, index_dir, top_k, min_score, folder, device, image_backend, text_backend, reference, as_json,
-           verbose) -> None:
+def search(query, index_dir, top_k, min_score, folder, since, until, device, image_backend, text_backend, reference,
+           as_json, verbose) -> None:
     """Search by words, example images, or both, combined with + and - and weights.
 
     \b
@@ -40,6 +54,7 @@ def search(query, index_dir, top_k, min_score, folder, device, image_backend, te
       clipsearch search "beach" + "sunset" - "people"
       clipsearch search ./photo.jpg + "at night"
       clipsearch search 2:"red car" ./ref.jpg --top 5 --json
+      clipsearch search "a birthday cake" --since 2024-01-01 --until 2024-12-31
     """
     if verbose:
         _log_to_stderr()
@@ -49,7 +64,8 @@ def search(query, index_dir, top_k, min_score, folder, device, image_backend, te
     engine = dataclasses.replace(embed_options(device, image_backend, text_backend, reference), one_shot=True)
     started = time.perf_counter()
     with Library.open(index_dir, embed_options=engine) as library:
-        hits = library.search(list(query), top_k=top_k, min_score=min_score, where=SearchFilter(folder=folder))
+        where = SearchFilter.dated(folder, since, until)  # a photo's date: EXIF DateTimeOriginal, else its mtime
+        hits = library.search(list(query), top_k=top_k, min_score=min_score, where=where)
     logging.getLogger("clipsearch.cli").info(
         "%d results in %.0f ms (torch %s)", len(hits), (time.perf_counter() - started) * 1e3,
         "imported" if "torch" in sys.modules else "not imported",

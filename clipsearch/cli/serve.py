@@ -82,10 +82,10 @@ def serve(index_dir, host, port, password, allowed_hosts, device, image_backend,
 
 def serve_library(library, host: str, port: int, password: str | None, allowed_hosts=()) -> None:
     try:
-        from ui.app import launch
+        from ui.app import serve
     except ImportError as exc:
         raise ClipsearchError(f"the web app is not available ({exc})") from None
-    launch(library, host=host, port=port, password=password, allowed_hosts=allowed_hosts)
+    serve(library, host=host, port=port, password=password, allowed_hosts=allowed_hosts)  # no share-link hint
 
 
 def _check_port(host: str, port: int) -> None:

@@ -71,5 +71,6 @@ def encode_batch(model: EmbeddingModel, prepared: list[Prepared]) -> Batch:
             from PIL import Image
 
             vectors = model.encode_images([Image.fromarray(p.pixels) for p in good])
-        batch.embedded = [Embedded(p.stat, p.digest, p.size[0], p.size[1], v) for p, v in zip(good, vectors)]
+        batch.embedded = [Embedded(p.stat, p.digest, p.size[0], p.size[1], v, p.taken_ns)
+                          for p, v in zip(good, vectors)]
     return batch

@@ -24,6 +24,7 @@ import numpy as np
 
 from clipsearch.errors import ClipsearchError, ImageError
 from clipsearch.imaging.decode import OUT_OF_MEMORY, DecodeOptions, PixelSpec, decode_image, resize_and_crop
+from clipsearch.imaging.taken import date_taken
 from clipsearch.store.catalog import FileStat
 
 # Skips that say nothing about the file itself (the decoder hung or crashed, the read failed, memory or
@@ -64,6 +65,7 @@ class Prepared:
     size: tuple[int, int] = (0, 0)
     pixels: np.ndarray | None = None
     error: str | None = None
+    taken_ns: int | None = None  # EXIF DateTimeOriginal; None: the catalog uses the file's mtime
 
 
 def content_digest(data: bytes) -> str:
@@ -81,7 +83,7 @@ def prepare_file(stat: FileStat, spec: PixelSpec | None, options: DecodeOptions)
         stat, data = read_regular_file(stat, options.max_bytes)
         image, size = decode_image(io.BytesIO(data), options, spec.size if spec else None)
         pixels = resize_and_crop(image, spec) if spec else np.asarray(image, dtype=np.uint8)
-        return Prepared(stat, content_digest(data), size, pixels)
+        return Prepared(stat, content_digest(data), size, pixels, taken_ns=date_taken(data))
     except ImageError as exc:
         return Prepared(stat, error=str(exc))
     except FileNotFoundError:

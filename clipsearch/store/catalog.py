@@ -54,6 +54,7 @@ class FileRow:
     reason: str | None
     width: int | None
     height: int | None
+    taken_ns: int | None = None  # when the photo was taken: EXIF DateTimeOriginal, else the file's mtime
 
     def same_stat(self, stat: FileStat) -> bool:
         return (self.size, self.mtime_ns, self.inode) == (stat.size, stat.mtime_ns, stat.inode)
@@ -68,9 +69,13 @@ class Embedded:
     width: int
     height: int
     vector: np.ndarray
+    taken_ns: int | None = None  # EXIF DateTimeOriginal; None: when the file was last modified
 
 
-_ROW_COLUMNS = "id, path, size, mtime_ns, inode, device, digest, status, reason, width, height"
+_ROW_COLUMNS = "id, path, size, mtime_ns, inode, device, digest, status, reason, width, height, taken_ns"
+# A photo whose date came from its mtime (no EXIF date) follows the file's new mtime; an EXIF date stays.
+_FOLLOW_MTIME = "taken_ns = CASE WHEN taken_ns = mtime_ns THEN ? ELSE taken_ns END"
+_ORDER_BY = {"newest": "taken_ns DESC, id DESC", "oldest": "taken_ns ASC, id ASC", "name": "path ASC"}
 
 
 def _row(values: tuple) -> FileRow:
@@ -90,6 +95,24 @@ def _under(root: str) -> tuple[str, tuple]:
     """A WHERE clause for the paths under ``root`` (the root itself included)."""
     prefix = _key(root.rstrip(os.sep) + os.sep)
     return "(substr(path, 1, ?) = ? OR path = ?)", (len(prefix), prefix, _key(root))
+
+
+def _listed(path_prefix: str | None, taken_range: tuple[float | None, float | None]) -> tuple[str, list]:
+    """A WHERE clause for indexed files under ``path_prefix`` (a folder: its files and sub-folders) taken within
+    ``taken_range``."""
+    sql, args = "status = 'ok'", []
+    if path_prefix:
+        prefix = _key(path_prefix.rstrip(os.sep) + os.sep)
+        sql += " AND substr(path, 1, ?) = ?"
+        args += [len(prefix), prefix]
+    low, high = (_clamp_ns(t) if t is not None else None for t in taken_range)
+    if low is not None:
+        sql += " AND taken_ns >= ?"
+        args.append(low)
+    if high is not None:
+        sql += " AND taken_ns <= ?"
+        args.append(high)
+    return sql, args
 
 
 def _id_matrix(rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
@@ -236,26 +259,27 @@ class Catalog:
             s = item.stat
             self._db.execute(
                 "INSERT INTO files (path, size, mtime_ns, inode, device, digest, status, reason, width, height,"
-                " vector, updated, changed) VALUES (?, ?, ?, ?, ?, ?, 'ok', NULL, ?, ?, ?, ?, ?)"
+                " vector, updated, changed, taken_ns) VALUES (?, ?, ?, ?, ?, ?, 'ok', NULL, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
                 " inode=excluded.inode, device=excluded.device, digest=excluded.digest, status='ok',"
                 " reason=NULL, width=excluded.width, height=excluded.height, vector=excluded.vector,"
-                " updated=excluded.updated, changed=excluded.changed",
+                " updated=excluded.updated, changed=excluded.changed, taken_ns=excluded.taken_ns",
                 (_key(s.path), s.size, s.mtime_ns, s.inode, s.device, item.digest, item.width, item.height,
-                 np.ascontiguousarray(item.vector, dtype=np.float32).tobytes(), now, generation),
+                 np.ascontiguousarray(item.vector, dtype=np.float32).tobytes(), now, generation,
+                 s.mtime_ns if item.taken_ns is None else item.taken_ns),
             )
 
     def _insert_skipped(self, items: Iterable[tuple[FileStat, str]], generation: int) -> None:
         now = time.time()
         for s, reason in items:
             self._db.execute(
-                "INSERT INTO files (path, size, mtime_ns, inode, device, status, reason, updated, changed)"
-                " VALUES (?, ?, ?, ?, ?, 'skipped', ?, ?, ?)"
+                "INSERT INTO files (path, size, mtime_ns, inode, device, status, reason, updated, changed, taken_ns)"
+                " VALUES (?, ?, ?, ?, ?, 'skipped', ?, ?, ?, ?)"
                 " ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
                 " inode=excluded.inode, device=excluded.device, digest=NULL, status='skipped',"
                 " reason=excluded.reason, width=NULL, height=NULL, vector=NULL, updated=excluded.updated,"
-                " changed=excluded.changed",
-                (_key(s.path), s.size, s.mtime_ns, s.inode, s.device, reason, now, generation),
+                " changed=excluded.changed, taken_ns=excluded.taken_ns",
+                (_key(s.path), s.size, s.mtime_ns, s.inode, s.device, reason, now, generation, s.mtime_ns),
             )
 
     def move(self, moves: Iterable[tuple[int, FileStat]]) -> None:
@@ -267,17 +291,18 @@ class Catalog:
                     "SELECT id FROM files WHERE path = ? AND id != ?", (_key(s.path), file_id))]
                 self._remove(replaced, generation)
                 self._db.execute(
-                    "UPDATE files SET path = ?, size = ?, mtime_ns = ?, inode = ?, device = ?, updated = ?"
-                    " WHERE id = ?",
-                    (_key(s.path), s.size, s.mtime_ns, s.inode, s.device, time.time(), file_id),
+                    f"UPDATE files SET path = ?, size = ?, mtime_ns = ?, inode = ?, device = ?, updated = ?,"
+                    f" {_FOLLOW_MTIME} WHERE id = ?",
+                    (_key(s.path), s.size, s.mtime_ns, s.inode, s.device, time.time(), s.mtime_ns, file_id),
                 )
 
     def restat(self, items: Iterable[tuple[int, FileStat]]) -> None:
         """New stat for files whose content is unchanged (same digest): their vectors stay as they are."""
         with self.transaction():
             self._db.executemany(
-                "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, device = ?, updated = ? WHERE id = ?",
-                [(s.size, s.mtime_ns, s.inode, s.device, time.time(), file_id) for file_id, s in items],
+                f"UPDATE files SET size = ?, mtime_ns = ?, inode = ?, device = ?, updated = ?, {_FOLLOW_MTIME}"
+                " WHERE id = ?",
+                [(s.size, s.mtime_ns, s.inode, s.device, time.time(), s.mtime_ns, file_id) for file_id, s in items],
             )
 
     def delete(self, file_ids: Iterable[int]) -> None:
@@ -326,22 +351,22 @@ class Catalog:
         gone += [r[0] for r in self._db.execute("SELECT id FROM removed WHERE generation > ?", (generation,))]
         return ids, matrix, np.asarray(sorted(set(gone)), dtype=np.int64)
 
-    def iter_ids(self, path_prefix: str | None = None, mtime_range: tuple[float | None, float | None] = (None, None)
+    def iter_ids(self, path_prefix: str | None = None, taken_range: tuple[float | None, float | None] = (None, None)
                  ) -> Iterator[int]:
-        """Ids of indexed files under ``path_prefix`` whose modification time lies within ``mtime_range``."""
-        sql, args = "SELECT id FROM files WHERE status = 'ok'", []
-        if path_prefix:
-            prefix = _key(path_prefix.rstrip(os.sep) + os.sep)
-            sql += " AND substr(path, 1, ?) = ?"
-            args += [len(prefix), prefix]
-        low, high = (_clamp_ns(t) if t is not None else None for t in mtime_range)
-        if low is not None:
-            sql += " AND mtime_ns >= ?"
-            args.append(low)
-        if high is not None:
-            sql += " AND mtime_ns <= ?"
-            args.append(high)
-        return (r[0] for r in self._db.execute(sql, args))
+        """Ids of indexed files under ``path_prefix`` taken within ``taken_range`` (epoch seconds, inclusive)."""
+        where, args = _listed(path_prefix, taken_range)
+        return (r[0] for r in self._db.execute(f"SELECT id FROM files WHERE {where}", args))
+
+    def page(self, path_prefix: str | None = None, taken_range: tuple[float | None, float | None] = (None, None),
+             order: str = "newest", offset: int = 0, limit: int = 100) -> tuple[list[FileRow], int]:
+        """One page of the indexed files under ``path_prefix`` taken within ``taken_range``, in ``order``
+        (``newest`` or ``oldest`` taken first, or ``name``: by path), and how many there are in all."""
+        where, args = _listed(path_prefix, taken_range)
+        with self.snapshot():  # the page and its total from one committed state
+            total = self._db.execute(f"SELECT COUNT(*) FROM files WHERE {where}", args).fetchone()[0]
+            rows = self._db.execute(f"SELECT {_ROW_COLUMNS} FROM files WHERE {where} ORDER BY {_ORDER_BY[order]}"
+                                    " LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+        return [_row(r) for r in rows], int(total)
 
     def counts(self) -> dict[str, int]:
         rows = dict(self._db.execute("SELECT status, COUNT(*) FROM files GROUP BY status").fetchall())

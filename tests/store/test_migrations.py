@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsearch import IndexStoreError, Library
+from clipsearch import IndexStoreError, Library, SearchFilter
 from clipsearch.store import migrations
 from clipsearch.store.catalog import Catalog
 from clipsearch.testing import HashEmbedder
@@ -109,6 +109,50 @@ def test_each_step_runs_once_in_order_and_a_reopened_catalog_runs_none(tmp_path,
     calls.clear()
     Catalog.open(str(tmp_path / "c.sqlite")).close()
     assert calls == []
+
+
+def upgrade_to(catalog: Path, version: int, monkeypatch) -> None:
+    """Upgrade ``catalog`` only as far as an older release would have (its first ``version`` steps)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:version])
+        patch.setattr(migrations, "SCHEMA_VERSION", version)
+        Catalog.open(str(catalog)).close()
+
+
+def columns_of(index: Path) -> set[str]:
+    db = sqlite3.connect(index / "catalog.sqlite")
+    try:
+        return {row[1] for row in db.execute("PRAGMA table_info(files)")}
+    finally:
+        db.close()
+
+
+def test_a_schema_2_index_gains_dates_taken_from_mtimes_without_re_embedding(old_index, monkeypatch):
+    index, photos = old_index
+    upgrade_to(index / "catalog.sqlite", 2, monkeypatch)
+    assert schema_of(index) == 2 and "changed" in columns_of(index) and "taken_ns" not in columns_of(index)
+    db = sqlite3.connect(index / "catalog.sqlite")
+    before = dict(db.execute("SELECT id, vector FROM files WHERE status = 'ok'").fetchall())
+    mtimes = dict(db.execute("SELECT id, mtime_ns FROM files").fetchall())
+    db.close()
+
+    embedder = HashEmbedder()
+    library = Library.open(index)
+    library.use_embedder(embedder)
+    assert schema_of(index) == 3 and "taken_ns" in columns_of(index)
+    rows = library.files(list(mtimes))
+    assert {i: r.taken_ns for i, r in rows.items()} == mtimes  # backfilled: each row's date is its mtime
+    ids, vectors = all_vectors(library)
+    assert {int(i): v.tobytes() for i, v in zip(ids, vectors)} == before  # every vector kept, bit for bit
+
+    oldest = library.browse(order="oldest").hits
+    assert [h.id for h in oldest] == sorted(before, key=lambda i: (mtimes[i], i))
+    assert all(h.taken == h.mtime for h in oldest)
+    newest_day = max(mtimes.values()) / 1e9
+    assert library.search("x", top_k=10, where=SearchFilter(since=newest_day + 1)) == []
+    report = library.index()
+    assert (report.indexed, report.unchanged) == (0, 6) and embedder.calls == 0
+    library.close()
 
 
 def test_a_catalog_of_a_newer_schema_is_refused_and_left_untouched(tmp_path):

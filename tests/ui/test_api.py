@@ -30,7 +30,8 @@ def test_a_description_finds_its_scene(client, scenes):
         results = client.predict(record["caption"], 5, api_name="/search")
         assert record["file"] in names(results)
         assert results[0]["score"] >= results[-1]["score"]
-    assert set(results[0]) == {"id", "name", "file", "score", "width", "height", "bytes", "modified"}
+    assert set(results[0]) == {"id", "name", "file", "score", "width", "height", "bytes", "modified", "taken",
+                               "thumbnail"}
 
 
 def test_words_rank_the_scenes_they_name_first(client, captions):

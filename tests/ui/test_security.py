@@ -3,6 +3,7 @@ bounded, bombs are refused without the memory jumping, and the server keeps answ
 
 from __future__ import annotations
 
+import json
 import struct
 import urllib.parse
 import zlib
@@ -192,3 +193,61 @@ def test_a_password_guards_the_app_and_its_api(scenes_library, tmp_path):
                                                                                        api_name="/search")
     finally:
         app.close()
+
+
+def browse_over_http(http, *data) -> tuple[str, object]:
+    """POST the inputs of /browse, then read its result stream: (event, data)."""
+    call = http.post("/gradio_api/call/browse", json={"data": list(data)})
+    assert call.status_code == 200, call.text
+    stream = http.get(f"/gradio_api/call/browse/{call.json()['event_id']}").text
+    event = next(line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("event: "))
+    payload = next(line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("data: "))
+    return event, json.loads(payload)
+
+
+def test_browse_lists_only_checked_files_by_id_with_thumbnails_the_app_made(hostile, http):
+    event, data = browse_over_http(http, "", "", "", "name", "", 0, 100)
+    assert event == "complete"
+    page = data[0]
+    found = {r["id"] for r in page["results"]}
+    assert hostile.swapped_id not in found and hostile.redirected_id not in found and hostile.exif_id in found
+    assert page["not_shown"] == 2  # the symlink planted after indexing and the row pointing outside
+    assert not {"leak.jpg", "fake.jpg", "page.html", "evil.svg"} & {r["name"] for r in page["results"]}
+    thumbs = hostile.app.clipsearch_service.media.folder
+    for result in page["results"]:
+        assert Path(result["file"]).resolve().is_relative_to(hostile.root.resolve())
+        url = result["thumbnail"]
+        assert Path(urllib.parse.unquote(url.split("=", 1)[1])).resolve().parent.parent == thumbs.resolve()
+        response = http.get(url)
+        assert response.status_code == 200 and response.headers["content-type"] == "image/webp"
+        assert SECRET.encode() not in response.content
+    assert SECRET not in json.dumps(page)
+
+
+@pytest.mark.parametrize(
+    "folder",
+    ["/etc", "{outside}", "{root}/../outside", "{root}/leak-dir", "../../..", "{root}/leak.jpg"],
+)
+def test_browse_never_opens_a_folder_outside_the_indexed_ones(hostile, http, folder):
+    folder = folder.format(root=hostile.root, outside=hostile.outside)
+    event, data = browse_over_http(http, folder, "", "", "newest", "", 0, 10)
+    assert event == "error" and SECRET not in json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        ("", "", "", "score", "/etc/passwd.jpg", 0, 10),  # a path in the words is refused, never read
+        ("", "", "", "score", str(Path("/tmp") / "secret.png"), 0, 10),
+        ("", "", "", "newest", "", -1, 10),
+        ("", "", "", "newest", "", 0, 10**9),
+        ("", "", "", "'; DROP TABLE files; --", "", 0, 10),
+        ("", "<script>", "", "newest", "", 0, 10),
+        (None, None, None, None, None, None, None),
+    ],
+)
+def test_bad_browse_calls_are_refused_and_the_server_keeps_answering(hostile, http, api, inputs):
+    event, data = browse_over_http(http, *inputs)
+    assert (event == "error") == (inputs[0] is not None)  # all-None means every default: a valid first page
+    assert SECRET not in json.dumps(data) and "<script>" not in json.dumps(data)
+    assert api.predict("", "", "", "newest", "", 0, 3, api_name="/browse")["results"]

@@ -1,4 +1,5 @@
-"""`clipsearch serve` as a user starts it: a password (option or CLIPSEARCH_PASSWORD) guards every page."""
+"""`clipsearch serve` as a user starts it: a password (option or CLIPSEARCH_PASSWORD) guards every page, and
+its console shows one line of ours, never a share-link hint or a traceback."""
 
 from __future__ import annotations
 
@@ -82,3 +83,34 @@ def test_serve_beyond_loopback_without_a_password_is_refused_in_one_line(small_i
                          timeout=120, env=dict(os.environ, CLIPSEARCH_PASSWORD=""))
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "without a password" in out.stderr
+
+
+@pytest.mark.browser
+def test_serve_says_one_line_and_an_empty_query_prints_no_traceback(small_index):
+    from playwright.sync_api import sync_playwright
+
+    from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    port = free_port()
+    process = serve(small_index, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base + "/", process)
+        call = httpx.post(base + "/gradio_api/call/search", json={"data": ["", 5, 0, "", "", ""]}, timeout=30)
+        event = call.json()["event_id"]
+        answer = httpx.get(f"{base}/gradio_api/call/search/{event}", timeout=30).text
+        assert answer.startswith("event: error")  # (Gradio's plain-HTTP stream leaves the message out)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(base)
+            page.locator("#query textarea, #query input").first.press("Enter")  # nothing typed, nothing dropped
+            page.wait_for_function("() => (document.querySelector('#summary')?.innerText || '')"
+                                   ".includes('Type some words or drop an image')")
+            browser.close()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    assert f"clipsearch: the web app is on http://127.0.0.1:{port}" in output
+    assert "share=True" not in output and "public link" not in output
+    assert "Traceback" not in output and "Error" not in output, output
