@@ -27,15 +27,20 @@ from clipsearch.cli.common import (
 @click.option("--file-timeout", type=click.FloatRange(1, 3600), default=120, show_default=True,
               help="Seconds one image may take to decode before it is skipped.")
 @engine_options
+@click.option("--engine", "run_on", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where decoding and embedding run: this machine, or a Ray cluster (pip install clipsearch[ray]).")
+@click.option("--ray-address", help="Ray cluster to use with --engine ray: auto, HOST:6379 or ray://HOST:10001 "
+              "(default: start Ray on this machine).")
 @JSON_OPTION
 @friendly_errors
 def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, file_timeout, device, image_backend,
-          text_backend, reference, as_json) -> None:
+          text_backend, reference, run_on, ray_address, as_json) -> None:
     """Index photo folders: embed new and changed images, drop deleted ones, follow moved ones.
 
     \b
     Example:
       clipsearch index ~/Pictures /mnt/photos --index ~/photo-index
+      clipsearch index /shared/photos --engine ray --ray-address auto
     """
     from clipsearch.ingest.run import IndexOptions
     from clipsearch.library import Library
@@ -43,9 +48,20 @@ def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, 
 
     spec = ModelSpec.parse(model, pretrained, checkpoint) if (model or checkpoint or pretrained) else None
     engine = embed_options(device, image_backend, text_backend, reference)
+    if ray_address and run_on != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    if run_on == "ray":
+        from clipsearch.ingest.ray_engine import import_ray
+
+        import_ray()  # without Ray: one line on how to install it, before anything is opened
     library = Library.open(index_dir, model=spec, create=True, embed_options=engine)
     with library, progress_bar() as progress:
-        options = IndexOptions(batch_size=batch_size, workers=workers, file_timeout=file_timeout)
+        embedding = None
+        if run_on == "ray":
+            from clipsearch.ingest.ray_engine import ModelLoader, RayEngine
+
+            embedding = RayEngine(ray_address, load_model=ModelLoader(library.model, engine))
+        options = IndexOptions(batch_size=batch_size, workers=workers, file_timeout=file_timeout, engine=embedding)
         report = library.index(paths, options, progress)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

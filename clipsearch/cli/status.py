@@ -35,6 +35,7 @@ def status(index_dir, as_json) -> None:
     click.echo(f"index:   {info.index_dir}")
     click.echo(f"model:   {info.model}")
     click.echo(f"files:   {info.files} indexed, {len(info.skipped)} skipped")
+    click.echo(f"vectors: {info.index_type or 'no FAISS index yet (built on the first search)'}")
     for root in info.roots:
         click.echo(f"root:    {printable(root)}")
     if info.last_run and info.last_run.get("summary"):
