@@ -103,7 +103,7 @@ def approximate_type(count: int, dim: int, nlist: int | None = None) -> IndexTyp
     m = max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)  # PQ sub-vectors must split dim evenly
     nbits = max(1, min(8, int(math.log2(max(2.0, count / 39)))))  # 8 bits (256 centroids) from 9,984 vectors
     code = f"PQ{m}" if nbits == 8 else f"PQ{m}x{nbits}"
-    return IndexType(f"IVF{nlist},{code}np", nprobe=max(8, nlist // 32), shortlist=100)
+    return IndexType(f"IVF{nlist},{code}np", nprobe=min(nlist, max(8, nlist // 32)), shortlist=100)
 
 
 def _pow2(x: float) -> int:
