@@ -16,9 +16,9 @@ import argparse
 import sys
 import time
 
-from benchmarks import bench_fidelity, bench_index, bench_query, bench_refresh, bench_rescan
+from benchmarks import bench_ann, bench_fidelity, bench_index, bench_query, bench_refresh, bench_rescan
 
-ORDER = ("fidelity", "rescan", "refresh", "query", "index")
+ORDER = ("fidelity", "rescan", "refresh", "query", "index", "ann")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         "refresh": lambda: bench_refresh.main([]),
         "query": lambda: bench_query.main(["--sizes", "10000", "100000", "1000000"] if args.full else []),
         "index": lambda: bench_index.main(["--full", "--sweep"] if args.full else []),
+        "ann": lambda: bench_ann.main(["--big", "2000000"] if args.full else []),
     }
     tables = []
     started = time.monotonic()

@@ -80,7 +80,7 @@ def recall_at_10(index: VectorIndex, queries: np.ndarray, truth: np.ndarray) -> 
 
 def test_the_approximate_index_finds_95_percent_of_the_exact_top_10_at_20k_vectors(at_20k):
     index, vectors, queries, truth = at_20k
-    assert index.kind.approximate and index.kind.factory == "IVF256,PQ64np"
+    assert index.kind.approximate and index.kind.factory == "IVF128,PQ32np"
     index.use_stored_vectors(lambda wanted: (wanted, vectors[(wanted - 1) // 7]))
     assert recall_at_10(index, queries, truth) >= 0.95
     hits = index.search(queries[0], 10)
@@ -99,9 +99,9 @@ def test_the_policy_chooses_flat_below_the_crossover_and_ivf_pq_above_it():
     policy = IndexPolicy(crossover=50_000)
     assert policy.choose(49_999, 512) == FLAT
     big = policy.choose(1_000_000, 512)
-    assert big.factory == "IVF2048,PQ64np" and big.nprobe == 64 and big.shortlist == 100
-    assert policy.choose(200_000, 768).factory == "IVF1024,PQ96np"
-    assert IndexPolicy(approximate=True).choose(2_000, 16).factory.startswith("IVF32,PQ2x")
+    assert big.factory == "IVF1024,PQ32np" and big.nprobe == 16 and big.shortlist == 200
+    assert policy.choose(200_000, 768).factory == "IVF512,PQ48np"
+    assert IndexPolicy(approximate=True).choose(2_000, 16).factory.startswith("IVF32,PQ1x")
     assert IndexPolicy(approximate=True).choose(50, 16) == FLAT  # too few vectors to train on
     assert IndexPolicy(approximate=False).choose(10**7, 512) == FLAT
 

@@ -46,5 +46,5 @@ def test_status_shows_the_index_type_exact_or_approximate(tmp_path):
     assert result.exit_code == 0 and "vectors: IDMap2,Flat (exact)" in result.output
     DerivedIndex(catalog, path, IndexPolicy(approximate=True)).save()  # as an index run ends: rebuilt now
     status = json.loads(run("status", "--index", tmp_path, "--json").output)
-    assert status["index_type"] == "IVF4,PQ4x2np (approximate: 4 of 4 lists probed, best 100 re-ranked exactly)"
+    assert status["index_type"] == "IVF4,PQ2x2np (approximate: 4 of 4 lists probed, best 200 re-ranked exactly)"
     catalog.close()
