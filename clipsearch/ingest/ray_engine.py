@@ -74,7 +74,8 @@ class RayEngine:
     already connected to Ray, that connection is used.
 
     ``load_model`` (e.g. ``ModelLoader(spec, options)``) is how each actor gets its model; without it the
-    driver's model is pickled to them. ``actors``: embedders at most (default: one per GPU, else one per CPU).
+    driver's model is pickled to them. ``actors``: how many embedders run (default: from one, growing with the
+    work, up to one per GPU, else one per CPU).
     """
 
     def __init__(self, address: str | None = None, load_model: Callable[[], EmbeddingModel] | None = None,
@@ -117,7 +118,9 @@ class RayEngine:
     def _run(self, ray, files: list[FileStat], load, dim: int, options: WorkerOptions) -> Iterator[Batch]:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
-        actors = self.actors or max(1, gpus or int(resources.get("CPU", 1)))
+        most = self.actors or max(1, gpus or int(resources.get("CPU", 1)))
+        pool = ray.data.ActorPoolStrategy(size=self.actors) if self.actors else ray.data.ActorPoolStrategy(
+            min_size=1, max_size=most)  # a given number runs from the start; else it grows with the work
         # One item per batch of the plan, so that batches (and so catalog ids) are exactly the local engine's.
         parts = (files[i:i + options.batch_size] for i in range(0, len(files), options.batch_size))
         items = [{"path": [os.fsencode(s.path) for s in part], "size": [s.size for s in part],
@@ -131,7 +134,7 @@ class RayEngine:
         embedded = dataset.map_batches(
             _EmbedActor, fn_constructor_kwargs={"load": load, "options": options, "dim": dim},
             batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+            compute=pool,
             num_cpus=self.cpus_per_actor, num_gpus=1 if gpus else None,
         )
         results = embedded.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)

@@ -553,6 +553,7 @@ class DerivedIndex:
             return
         lineage = {k: v for k, v in self.stamp().items() if k != "generation"}
         if job.result.stamp_matches(lineage):
+            job.result.use_stored_vectors(self._catalog.vectors_of)
             self._index = job.result  # current() catches it up from its generation
 
     def wait_for_rebuild(self, timeout: float | None = None) -> bool:

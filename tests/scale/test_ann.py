@@ -228,5 +228,7 @@ def test_growing_past_the_crossover_rebuilds_in_the_background_while_the_flat_in
     grown = reader.current()
     assert rebuilds == [policy.choose(1400, 64).factory]
     assert grown.kind.approximate and len(grown) == 1400
-    assert grown.search(vectors[1300], 1)[0].id == 1301
+    hits = grown.search(vectors[1300], 5)
+    assert hits[0].id == 1301
+    assert np.allclose([h.score for h in hits], vectors[[h.id - 1 for h in hits]] @ vectors[1300], atol=1e-6)
     assert read_stamp(reader.path)["index"]["factory"].startswith("IVF")
