@@ -17,9 +17,9 @@ import argparse
 import sys
 import time
 
-from benchmarks import bench_fidelity, bench_index, bench_query, bench_rclip, bench_refresh, bench_rescan
+from benchmarks import bench_ann, bench_fidelity, bench_index, bench_query, bench_rclip, bench_refresh, bench_rescan
 
-ORDER = ("fidelity", "rescan", "refresh", "query", "index", "rclip")
+ORDER = ("fidelity", "rescan", "refresh", "query", "index", "rclip", "ann")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         "query": lambda: bench_query.main(["--sizes", "10000", "100000", "1000000"] if args.full else []),
         "index": lambda: bench_index.main(["--full", "--sweep"] if args.full else []),
         "rclip": lambda: bench_rclip.main(["--count", "300"] if args.full else []),
+        "ann": lambda: bench_ann.main(["--big", "2000000"] if args.full else []),
     }
     tables = []
     started = time.monotonic()

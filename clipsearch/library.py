@@ -123,6 +123,8 @@ class LibraryStatus:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     roots: list[str] = field(default_factory=list)
     last_run: dict | None = None
+    # The FAISS index type in use, e.g. "IVF2048,PQ64np (approximate: ...)"; None until the index is first built
+    index_type: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -132,6 +134,7 @@ class LibraryStatus:
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "roots": self.roots,
             "last_run": self.last_run,
+            "index_type": self.index_type,
         }
 
 
@@ -506,6 +509,7 @@ class Library:
                 skipped=self._catalog.skipped(),
                 roots=self._catalog.roots(),
                 last_run=self._catalog.last_run(),
+                index_type=self._vectors.describe(),
             )
 
     # -- browsing: the library page by page, with or without a query ------------------------------------------

@@ -32,10 +32,14 @@ FOLDER_MISSING = 3  # exit status: the run completed, but a folder named or know
 @click.option("--retry-skipped", is_flag=True,
               help="Try again the files skipped for a timeout, a crashed decoder or a read error (others stay).")
 @engine_options
+@click.option("--engine", "run_on", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where decoding and embedding run: this machine, or a Ray cluster (pip install clipsearch[ray]).")
+@click.option("--ray-address", help="Ray cluster to use with --engine ray: auto, HOST:6379 or ray://HOST:10001 "
+              "(default: start Ray on this machine).")
 @JSON_OPTION
 @friendly_errors
 def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, file_timeout, retry_skipped, device,
-          image_backend, text_backend, reference, as_json) -> None:
+          image_backend, text_backend, reference, run_on, ray_address, as_json) -> None:
     """Index photo folders: embed new and changed images, drop deleted ones, follow moved ones.
 
     Without PATHS, every folder the index already knows is refreshed. A folder that is not there (an
@@ -48,6 +52,7 @@ def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, 
     Example:
       clipsearch index ~/Pictures /mnt/photos --index ~/photo-index
       clipsearch index --retry-skipped
+      clipsearch index /shared/photos --engine ray --ray-address auto
     """
     from clipsearch.ingest.run import IndexOptions
     from clipsearch.library import Library
@@ -55,11 +60,22 @@ def index(paths, index_dir, model, pretrained, checkpoint, workers, batch_size, 
 
     spec = ModelSpec.parse(model, pretrained, checkpoint) if (model or checkpoint or pretrained) else None
     engine = embed_options(device, image_backend, text_backend, reference)
+    if ray_address and run_on != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    if run_on == "ray":
+        from clipsearch.ingest.ray_engine import import_ray
+
+        import_ray()  # without Ray: one line on how to install it, before anything is opened
     # Refreshing needs an index to refresh: never create an empty one for that.
     library = Library.open(index_dir, model=spec, create=bool(paths), embed_options=engine)
     with library, progress_bar() as progress:
+        embedding = None
+        if run_on == "ray":
+            from clipsearch.ingest.ray_engine import ModelLoader, RayEngine
+
+            embedding = RayEngine(ray_address, load_model=ModelLoader(library.model, engine))
         options = IndexOptions(batch_size=batch_size, workers=workers, file_timeout=file_timeout,
-                               retry_skipped=retry_skipped)
+                               retry_skipped=retry_skipped, engine=embedding)
         report = library.index(paths or None, options, progress)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

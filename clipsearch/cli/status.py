@@ -39,6 +39,7 @@ def status(index_dir, as_json) -> None:
     click.echo(f"index:   {info.index_dir}")
     click.echo(f"model:   {info.model or 'none yet (nothing has been indexed)'}")
     click.echo(f"files:   {info.files} indexed, {len(info.skipped)} skipped")
+    click.echo(f"vectors: {info.index_type or 'no FAISS index yet (built on the first search)'}")
     for root in info.roots:
         note = "   (missing: not there, unreadable or empty; an unplugged drive? its files are kept)"
         click.echo(f"root:    {printable(root)}{note if root in missing else ''}")

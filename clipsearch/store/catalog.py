@@ -339,6 +339,23 @@ class Catalog:
             yield _id_matrix(rows)
             last = rows[-1][0]
 
+    def vectors_of(self, file_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stored vectors of those of ``file_ids`` that are indexed: ``(ids, matrix)``, 500 per query."""
+        ids = [int(i) for i in file_ids]
+        rows: list[tuple[int, bytes]] = []
+        for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            chunk = ids[start:start + 500]
+            rows += self._db.execute(
+                f"SELECT id, vector FROM files WHERE status = 'ok' AND id IN ({','.join('?' * len(chunk))})",
+                chunk).fetchall()
+        return _id_matrix(rows)
+
+    def vector_stats(self) -> tuple[int, int]:
+        """How many vectors are stored, and their dimension (0 when there are none)."""
+        count = self._db.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone()[0]
+        row = self._db.execute("SELECT length(vector) FROM files WHERE status = 'ok' LIMIT 1").fetchone()
+        return int(count), (int(row[0]) // 4 if row and row[0] else 0)
+
     def changes_since(self, generation: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """What changed in the vectors after ``generation``: ``(ids, matrix)`` of rows added or replaced, and
         the ids to drop (removed or now skipped). ``None`` when the log no longer reaches back that far."""
