@@ -19,6 +19,8 @@ from clipsearch.errors import (
     ModelMismatchError,
     QueryError,
 )
+from clipsearch.explore.evaluate import Evaluation
+from clipsearch.explore.results import DuplicateGroup, MapPoint, Outlier, PhotoTags, Theme
 from clipsearch.imaging.decode import IMAGE_EXTENSIONS
 from clipsearch.ingest.run import IndexOptions, IndexReport
 from clipsearch.library import Library, LibraryStatus, SearchFilter, SearchHit, default_index_dir
@@ -35,7 +37,9 @@ __all__ = [
     "DEFAULT_PRETRAINED",
     "IMAGE_EXTENSIONS",
     "ClipsearchError",
+    "DuplicateGroup",
     "EmbeddingModel",
+    "Evaluation",
     "FileRow",
     "Media",
     "ImageError",
@@ -45,14 +49,18 @@ __all__ = [
     "IndexStoreError",
     "Library",
     "LibraryStatus",
+    "MapPoint",
     "ModelError",
     "ModelMismatchError",
     "ModelSpec",
+    "Outlier",
+    "PhotoTags",
     "QueryError",
     "SearchFilter",
     "SearchHit",
     "TINY_MODEL",
     "Term",
+    "Theme",
     "default_index_dir",
     "parse_query",
 ]

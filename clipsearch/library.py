@@ -647,7 +647,7 @@ class Library:
 
         scale = getattr(getattr(self.embedder, "model", None), "logit_scale", None)
         try:
-            return float(scale.exp()) if scale is not None else DEFAULT_LOGIT_SCALE
+            return float(np.exp(scale.detach().cpu().numpy())) if scale is not None else DEFAULT_LOGIT_SCALE
         except (AttributeError, TypeError, ValueError):
             return DEFAULT_LOGIT_SCALE
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from clipsearch.explore.neighbours import similar_pairs
+from clipsearch.explore.neighbours import EXACT_LIMIT, similar_pairs
 
 DEFAULT_THRESHOLD = 0.90
 PIXEL_MATCH = 0.975
@@ -39,6 +39,7 @@ def find_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     digests: Mapping[int, str | None] | None = None,
     same_picture: Callable[[int, int], bool | None] | None = None,
+    exact_limit: int = EXACT_LIMIT,
 ) -> list[list[int]]:
     """Groups of ids (each sorted, two or more members) that are copies of one picture.
 
@@ -66,7 +67,7 @@ def find_duplicates(
             digest = digests.get(file_id)
             if digest:
                 join(first_with.setdefault(digest, row), row)
-    for i, j, _ in zip(*similar_pairs(vectors, threshold)):
+    for i, j, _ in zip(*similar_pairs(vectors, threshold, exact_limit)):
         i, j = int(i), int(j)
         if root(i) == root(j):
             continue  # already together (same digest, or through others): no need to look at the pixels

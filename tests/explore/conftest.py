@@ -116,11 +116,12 @@ def planted(tmp_path_factory, tiny_spec, tiny_embedder) -> Planted:
 
 @pytest.fixture
 def own_copy(tmp_path, planted, tiny_embedder):
-    """A copy of the planted index that a test may change (the photos folder is shared and never changed)."""
+    """A copy of the planted index, without its cached results, that a test may change (the photos folder is
+    shared and never changed)."""
 
     def make(name: str = "index-copy") -> Library:
         target = tmp_path / name
-        shutil.copytree(planted.library.directory, target)
+        shutil.copytree(planted.library.directory, target, ignore=shutil.ignore_patterns("explore"))
         library = Library.open(target)
         library.use_embedder(tiny_embedder)
         return library
