@@ -3,6 +3,7 @@
     python -m benchmarks                 # default sizes
     python -m benchmarks --full          # full sizes: 400 photos + sweep, 10k/100k/1M vectors, 50k files
     python -m benchmarks --only query rescan
+    python -m benchmarks --only explore        # 100k vectors: duplicates, odd ones out, themes, map
     python -m benchmarks --markdown results.md   # also write the tables to a file
 
 Each benchmark measures its baseline in the same run, in fresh processes, so ratios hold on a busy machine
@@ -16,9 +17,9 @@ import argparse
 import sys
 import time
 
-from benchmarks import bench_fidelity, bench_index, bench_query, bench_rescan
+from benchmarks import bench_explore, bench_fidelity, bench_index, bench_query, bench_rescan
 
-ORDER = ("fidelity", "rescan", "query", "index")
+ORDER = ("fidelity", "rescan", "query", "index", "explore")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         "rescan": lambda: bench_rescan.main(["--count", "50000"] if args.full else []),
         "query": lambda: bench_query.main(["--sizes", "10000", "100000", "1000000"] if args.full else []),
         "index": lambda: bench_index.main(["--full", "--sweep"] if args.full else []),
+        "explore": lambda: bench_explore.main([] if args.full else ["--no-umap"]),
     }
     tables = []
     started = time.monotonic()

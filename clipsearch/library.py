@@ -406,8 +406,9 @@ class Library:
         from clipsearch.explore.labels import TEMPLATES, label_vectors
 
         labels = list(labels)
-        stamp = {"kind": "labels", "model": self._vectors.stamp()["model"],
-                 "settings": settings_key(labels, TEMPLATES)}
+        with self._lock:
+            model = self._vectors.stamp()["model"]
+        stamp = {"kind": "labels", "model": model, "settings": settings_key(labels, TEMPLATES)}
         cache = self._explore_cache("labels")
         found = cache.load(stamp)
         if found is not None and len(found[1]["vectors"]) == len(labels):

@@ -13,11 +13,12 @@ import math
 import numpy as np
 
 EXACT_LIMIT = 10_000
-NPROBE = 16
+NPROBE = 16  # lists probed for k nearest neighbours
+PAIR_NPROBE = 4  # for pairs above a high threshold: two near-copies almost always share a list or a neighbour
 QUERY_BATCH = 4096
 
 
-def build_index(vectors: np.ndarray, exact_limit: int = EXACT_LIMIT):
+def build_index(vectors: np.ndarray, exact_limit: int = EXACT_LIMIT, nprobe: int = NPROBE):
     """A FAISS inner-product index over ``vectors`` (row numbers are the ids): flat, or IVF when large."""
     import faiss
 
@@ -32,7 +33,7 @@ def build_index(vectors: np.ndarray, exact_limit: int = EXACT_LIMIT):
         sample = np.sort(np.random.default_rng(0).choice(count, min(count, 40 * lists), replace=False))
         index.cp.seed = 1234
         index.train(vectors[sample])
-        index.nprobe = NPROBE
+        index.nprobe = nprobe
     index.add(vectors)
     return index
 
@@ -69,7 +70,7 @@ def similar_pairs(vectors: np.ndarray, threshold: float, exact_limit: int = EXAC
     if len(vectors) < 2:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32)
-    index = build_index(vectors, exact_limit)
+    index = build_index(vectors, exact_limit, PAIR_NPROBE)
     radius = float(threshold) - 1e-6  # FAISS keeps scores strictly above the radius; float32 rounding
     firsts, seconds, sims = [], [], []
     for start in range(0, len(vectors), QUERY_BATCH):

@@ -6,16 +6,21 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from clipsearch.explore.duplicates import find_duplicates, order_members, picture_match, picture_signature
+
+
+@pytest.fixture(scope="module")
+def groups(planted):
+    return planted.library.duplicates()
 
 
 def pairs_of(groups) -> set[frozenset[str]]:
     return {frozenset(pair) for g in groups for pair in itertools.combinations([Path(p).name for p in g.paths], 2)}
 
 
-def test_planted_copies_are_found_with_precision_and_recall_of_at_least_095(planted):
-    groups = planted.library.duplicates()
+def test_planted_copies_are_found_with_precision_and_recall_of_at_least_095(planted, groups):
     found = pairs_of(groups)
     expected = {frozenset((copy, original)) for copy, (original, _) in planted.copies.items()}
     hits = len(found & expected)
@@ -23,8 +28,8 @@ def test_planted_copies_are_found_with_precision_and_recall_of_at_least_095(plan
     assert hits / len(found) >= 0.95, sorted(map(sorted, found - expected))
 
 
-def test_every_kind_of_copy_is_found(planted):
-    found = pairs_of(planted.library.duplicates())
+def test_every_kind_of_copy_is_found(planted, groups):
+    found = pairs_of(groups)
     missed = [kind for copy, (original, kind) in planted.copies.items() if frozenset((copy, original)) not in found]
     assert missed == []
 
@@ -35,16 +40,15 @@ def test_exact_copies_are_grouped_even_at_the_strictest_threshold(planted):
     assert exact <= found
 
 
-def test_the_pixel_check_removes_lookalike_scenes_that_the_vectors_propose(planted):
+def test_the_pixel_check_removes_lookalike_scenes_that_the_vectors_propose(planted, groups):
     """With the tiny model, different scenes over the same background reach cosine 0.99: the pixel check is what
     keeps them apart (vectors alone give many more pairs at the default threshold)."""
-    confirmed = pairs_of(planted.library.duplicates())
+    confirmed = pairs_of(groups)
     proposed = pairs_of(planted.library.duplicates(check_pixels=False))
     assert confirmed <= proposed and len(proposed) > len(confirmed)
 
 
-def test_the_keeper_has_the_most_pixels(planted):
-    groups = planted.library.duplicates()
+def test_the_keeper_has_the_most_pixels(planted, groups):
     resized = {copy for copy, (_, kind) in planted.copies.items() if kind == "resized"}
     with_resized = [g for g in groups if resized & {Path(p).name for p in g.paths}]
     assert with_resized
@@ -53,8 +57,7 @@ def test_the_keeper_has_the_most_pixels(planted):
         assert group.keep == group.paths[0] and group.keep_id == group.ids[0]
 
 
-def test_groups_come_most_similar_first_with_their_lowest_similarity(planted):
-    groups = planted.library.duplicates()
+def test_groups_come_most_similar_first_with_their_lowest_similarity(planted, groups):
     sims = [g.similarity for g in groups]
     assert sims == sorted(sims, reverse=True) and all(0 < s <= 1 for s in sims)
     ids, vectors = _all(planted.library)

@@ -20,9 +20,9 @@ def independent_recall(library, captions: dict[str, str], folder, ks):
     vectors = np.concatenate([c[1] for c in chunks]).astype(np.float64)
     rows = library.files(ids.tolist())
     where = {rows[int(i)].path: n for n, i in enumerate(ids)}
+    queries = library.embedder.encode_texts(list(captions.values())).astype(np.float64)
     places = []
-    for name, caption in captions.items():
-        query = library.embedder.encode_texts([caption])[0].astype(np.float64)
+    for name, query in zip(captions, queries):
         scores = vectors @ query
         order = np.argsort(-scores, kind="stable")
         target = where[str((folder / name).resolve())]
