@@ -4,6 +4,7 @@
     python -m benchmarks --full          # full sizes: 400 photos + sweep, 10k/100k/1M vectors, 50k files
     python -m benchmarks --only query rescan
     python -m benchmarks --only rclip        # the race against rclip 3.3.0 (installs it into its own venv)
+    python -m benchmarks --only explore        # 100k vectors: duplicates, odd ones out, themes, map
     python -m benchmarks --markdown results.md   # also write the tables to a file
 
 Each benchmark measures its baseline in the same run, in fresh processes, so ratios hold on a busy machine
@@ -17,9 +18,18 @@ import argparse
 import sys
 import time
 
-from benchmarks import bench_ann, bench_fidelity, bench_index, bench_query, bench_rclip, bench_refresh, bench_rescan
+from benchmarks import (
+    bench_ann,
+    bench_explore,
+    bench_fidelity,
+    bench_index,
+    bench_query,
+    bench_rclip,
+    bench_refresh,
+    bench_rescan,
+)
 
-ORDER = ("fidelity", "rescan", "refresh", "query", "index", "rclip", "ann")
+ORDER = ("fidelity", "rescan", "refresh", "query", "index", "rclip", "ann", "explore")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         "index": lambda: bench_index.main(["--full", "--sweep"] if args.full else []),
         "rclip": lambda: bench_rclip.main(["--count", "300"] if args.full else []),
         "ann": lambda: bench_ann.main(["--big", "2000000"] if args.full else []),
+        "explore": lambda: bench_explore.main([] if args.full else ["--no-umap"]),
     }
     tables = []
     started = time.monotonic()

@@ -19,6 +19,8 @@ from clipsearch.errors import (
     ModelMismatchError,
     QueryError,
 )
+from clipsearch.explore.evaluate import Evaluation
+from clipsearch.explore.results import DuplicateGroup, MapPoint, Outlier, PhotoTags, Theme
 from clipsearch.imaging.decode import IMAGE_EXTENSIONS
 from clipsearch.ingest.run import IndexOptions, IndexReport
 from clipsearch.library import BrowsePage, Library, LibraryStatus, SearchFilter, SearchHit, default_index_dir
@@ -36,7 +38,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "BrowsePage",
     "ClipsearchError",
+    "DuplicateGroup",
     "EmbeddingModel",
+    "Evaluation",
     "FileRow",
     "Media",
     "ImageError",
@@ -46,14 +50,18 @@ __all__ = [
     "IndexStoreError",
     "Library",
     "LibraryStatus",
+    "MapPoint",
     "ModelError",
     "ModelMismatchError",
     "ModelSpec",
+    "Outlier",
+    "PhotoTags",
     "QueryError",
     "SearchFilter",
     "SearchHit",
     "TINY_MODEL",
     "Term",
+    "Theme",
     "default_index_dir",
     "parse_query",
 ]

@@ -19,9 +19,10 @@ import datetime as dt
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ from clipsearch.errors import (
     ModelMismatchError,
     QueryError,
 )
+from clipsearch.explore.evaluate import Evaluation
+from clipsearch.explore.results import DuplicateGroup, MapPoint, Outlier, PhotoTags, Theme
 from clipsearch.imaging.decode import DecodeOptions, open_image
 from clipsearch.ingest.run import IndexOptions, IndexReport, Progress, index_roots
 from clipsearch.media.service import Media
@@ -50,6 +53,8 @@ LOCK_FILE = "write.lock"
 THUMBS_DIR = "thumbs"
 REPO_INDEX_DIR = Path(__file__).resolve().parent.parent / "index"
 log = logging.getLogger(__name__)
+MAX_PLACED_SHARE = 0.5  # a saved map takes up to half as many new photos as it holds; past that it is recomputed
+SIGNATURE_SIDE = 128  # pixels a duplicate check decodes (JPEG draft), enough for its 128 px signature
 
 
 def default_index_dir() -> Path:
@@ -90,19 +95,20 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class SearchFilter:
-    """Restrict a search to a folder (a sub-tree of the roots) and a range of dates taken (epoch seconds,
-    inclusive): EXIF ``DateTimeOriginal``, else the file's modification time."""
+    """Restrict a search to a folder (a sub-tree of the roots), a range of dates taken (epoch seconds,
+    inclusive: EXIF ``DateTimeOriginal``, else the file's modification time) and a saved tag."""
 
     folder: str | None = None
     since: float | None = None
     until: float | None = None
+    tag: str | None = None  # only files with this saved zero-shot tag (``Library.tag(..., save=True)``)
 
     @property
     def active(self) -> bool:
-        return bool(self.folder) or self.since is not None or self.until is not None
+        return bool(self.folder) or self.since is not None or self.until is not None or self.tag is not None
 
     @classmethod
-    def dated(cls, folder: str | None = None, since=None, until=None) -> SearchFilter:
+    def dated(cls, folder: str | None = None, since=None, until=None, tag: str | None = None) -> SearchFilter:
         """A filter from dates as people give them: ``"2024-05-31"`` or a ``datetime.date`` is a whole day (an
         ``until`` day runs to its last second), an ISO date-time string, a ``datetime`` or epoch seconds a
         moment; ``None`` or ``""`` no bound. ``QueryError`` for a date that is none, or a range running
@@ -110,7 +116,7 @@ class SearchFilter:
         low, high = _epoch(since, "from"), _epoch(until, "until", end_of_day=True)
         if low is not None and high is not None and low > high:
             raise QueryError("the 'from' date is after the 'until' date")
-        return cls(os.fspath(folder).strip() or None if folder else None, low, high)
+        return cls(os.fspath(folder).strip() or None if folder else None, low, high, tag or None)
 
 
 @dataclass
@@ -435,7 +441,8 @@ class Library:
             vectors = self._vectors.current()
             allowed = None
             if where.active:
-                allowed = np.fromiter(self._catalog.iter_ids(folder, (where.since, where.until)), dtype=np.int64)
+                allowed = np.fromiter(self._catalog.iter_ids(folder, (where.since, where.until), where.tag),
+                                      dtype=np.int64)
             hits = [h for h in vectors.search(vector, top_k, allowed) if min_score is None or h.score >= min_score]
             rows = self._catalog.get_many(h.id for h in hits)
         return [_search_hit(rows[h.id], h.score) for h in hits if h.id in rows and rows[h.id].status == "ok"]
@@ -552,7 +559,8 @@ class Library:
             vectors = self._vectors.current()
             allowed = None
             if where.active:
-                allowed = np.fromiter(self._catalog.iter_ids(folder, (where.since, where.until)), dtype=np.int64)
+                allowed = np.fromiter(self._catalog.iter_ids(folder, (where.since, where.until), where.tag),
+                                      dtype=np.int64)
             total = len(vectors) if allowed is None else len(allowed)
             ranked = vectors.search(vector, offset + limit, allowed)[offset:]
             kept = [h for h in ranked if min_score is None or h.score >= min_score]
@@ -560,6 +568,267 @@ class Library:
         hits = [_search_hit(rows[h.id], h.score) for h in kept if h.id in rows and rows[h.id].status == "ok"]
         ends = len(kept) < len(ranked) or offset + len(ranked) >= total
         return BrowsePage(hits, total, offset, None if ends else offset + len(ranked))
+
+    # -- exploring the space: duplicates, odd ones out, themes, the map, tags, evaluation -------------------
+    # Each analysis reads every vector at once (in one catalog snapshot, with the stamp it is cached under) and
+    # hands them to a function in ``clipsearch.explore``; the costly results are cached in <index>/explore/.
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts as unit vectors (float32[n, dim]) of the index's model."""
+        return np.asarray(self.embedder.encode_texts(list(texts)), dtype=np.float32)
+
+    def label_vectors(self, labels: Sequence[str]) -> np.ndarray:
+        """One zero-shot vector per label, averaged over prompt templates as open_clip's zero-shot classifier does
+        (cached in the index per model and vocabulary)."""
+        from clipsearch.explore.cache import settings_key
+        from clipsearch.explore.labels import TEMPLATES, label_vectors
+
+        labels = list(labels)
+        with self._lock:
+            model = self._vectors.stamp()["model"]
+        stamp = {"kind": "labels", "model": model, "settings": settings_key(labels, TEMPLATES)}
+        cache = self._explore_cache("labels")
+        found = cache.load(stamp)
+        if found is not None and len(found[1]["vectors"]) == len(labels):
+            return found[1]["vectors"]
+        vectors = label_vectors(self.encode_texts, labels)
+        cache.save(stamp, {"vectors": vectors})
+        return vectors
+
+    def duplicates(self, threshold: float | None = None, check_pixels: bool = True) -> list[DuplicateGroup]:
+        """Groups of photos that are the same picture (exact copies by content digest; resized, recompressed,
+        slightly cropped or EXIF-rotated ones by vector similarity ``threshold``, then confirmed by their pixels
+        unless ``check_pixels`` is off), each with the suggested keeper first; most similar groups first."""
+        from clipsearch.explore.duplicates import (
+            DEFAULT_THRESHOLD,
+            count_exif_fields,
+            find_duplicates,
+            lowest_similarity,
+            order_members,
+        )
+
+        threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        if not 0.0 < threshold <= 1.0:
+            raise ClipsearchError(f"the duplicate threshold is a cosine similarity in (0, 1], not {threshold}")
+        ids, vectors, _ = self._explore_vectors()
+        rows = self.files(ids.tolist())
+        groups = find_duplicates(ids, vectors, threshold, {i: r.digest for i, r in rows.items()},
+                                 self._same_picture(rows) if check_pixels else None)
+        row_of = {int(file_id): n for n, file_id in enumerate(ids)}
+        result = []
+        for members in groups:
+            ordered = order_members(members, lambda m: ((rows[m].width or 0) * (rows[m].height or 0), rows[m].size),
+                                    lambda m: count_exif_fields(rows[m].path))
+            result.append(DuplicateGroup(tuple(ordered), tuple(rows[m].path for m in ordered),
+                                         lowest_similarity(ordered, row_of, vectors)))
+        return sorted(result, key=lambda g: (-g.similarity, -len(g.ids), g.ids[0]))
+
+    def outliers(self, top: int | None = None, neighbours: int | None = None) -> list[Outlier]:
+        """The photos least like the rest, most unusual first: the mean cosine distance to their ``neighbours``
+        (default 10) nearest photos. Cached until the catalog changes."""
+        from clipsearch.explore.cache import settings_key
+        from clipsearch.explore.neighbours import EXACT_LIMIT, NPROBE
+        from clipsearch.explore.outliers import DEFAULT_NEIGHBOURS, most_unusual, outlier_scores
+
+        neighbours = DEFAULT_NEIGHBOURS if neighbours is None else int(neighbours)
+        if neighbours < 1 or (top is not None and top < 1):
+            raise ClipsearchError("the number of odd ones out and of neighbours must be at least 1")
+        ids, vectors, stamp = self._explore_vectors()
+        stamp = dict(stamp, kind="outliers", settings=settings_key(neighbours, EXACT_LIMIT, NPROBE))
+        cache = self._explore_cache("outliers")
+        found = cache.load(stamp)
+        if found is not None and np.array_equal(found[1]["ids"], ids):
+            scores = found[1]["scores"]
+        else:
+            scores = outlier_scores(vectors, neighbours)
+            cache.save(stamp, {"ids": ids, "scores": scores})
+        chosen = most_unusual(ids, scores, top)
+        rows = self.files(ids[chosen].tolist())
+        return [Outlier(int(ids[i]), rows[int(ids[i])].path, float(scores[i])) for i in chosen]
+
+    def themes(self, count: int | None = None, labels: Sequence[str] | None = None) -> list[Theme]:
+        """The library in themes: k-means in the full space (``count`` themes, or k chosen by silhouette), each
+        named by the zero-shot label (default vocabulary, or ``labels``) that sets it apart, with its most central
+        photo as representative. Every photo is in exactly one theme; largest first; the same for an unchanged
+        index."""
+        from clipsearch.explore.cache import settings_key
+        from clipsearch.explore.labels import default_labels
+        from clipsearch.explore.themes import cluster, describe
+
+        if count is not None and count < 1:
+            raise ClipsearchError(f"the number of themes must be at least 1, not {count}")
+        labels = default_labels() if labels is None else list(labels)
+        if not labels:
+            raise ClipsearchError("no labels to name the themes with")
+        ids, vectors, stamp = self._explore_vectors()
+        stamp = dict(stamp, kind="themes", settings=settings_key(count, 0))
+        cache = self._explore_cache("themes")
+        found = cache.load(stamp)
+        if found is not None and np.array_equal(found[1]["ids"], ids):
+            assignment = found[1]["theme"]
+        else:
+            assignment = cluster(vectors, count)
+            cache.save(stamp, {"ids": ids, "theme": assignment})
+        themes = describe(ids, vectors, assignment, labels, self.label_vectors(labels))
+        rows = self.files(ids.tolist())
+        return [replace(t, paths=tuple(rows[i].path for i in t.ids), representative=rows[t.representative_id].path)
+                for t in themes]
+
+    def map(self, recompute: bool = False, labels: Sequence[str] | None = None) -> list[MapPoint]:
+        """2-D coordinates (t-SNE, openTSNE) for every photo, with its theme's name, in id order.
+
+        The map is saved in the index. Photos added or changed since are placed into the saved map without
+        moving the others (up to half as many as were mapped; past that, and with ``recompute``, the whole map is
+        computed again); removed photos leave it.
+        """
+        from clipsearch.explore.cache import settings_key
+        from clipsearch.explore.projection import DEFAULT_SEED, PERPLEXITY, fit_map
+
+        ids, vectors, stamp = self._explore_vectors()
+        lineage = {k: v for k, v in stamp.items() if k != "generation"}
+        lineage.update(kind="map", settings=settings_key(DEFAULT_SEED, PERPLEXITY))
+        cache = self._explore_cache("map")
+        found = None if recompute else cache.load(lineage)
+        coords = None
+        if found is not None:
+            coords = self._updated_map(ids, vectors, found[0].get("generation", -1), found[1])
+        if coords is None:
+            coords = fit_map(vectors, DEFAULT_SEED)
+        cache.save(dict(lineage, generation=stamp["generation"]), {"ids": ids, "coords": coords})
+        theme_of = {i: t.name for t in self.themes(labels=labels) for i in t.ids}
+        rows = self.files(ids.tolist())
+        return [MapPoint(int(i), rows[int(i)].path, float(x), float(y), theme_of.get(int(i), ""))
+                for i, (x, y) in zip(ids, coords)]
+
+    def tag(self, labels: Sequence[str], min_score: float | None = None, save: bool = False) -> list[PhotoTags]:
+        """Each photo's matching ``labels`` (zero-shot, each label against a neutral prompt at the model's
+        temperature; scores 0..1), for the photos with at least one, best score first. ``save`` replaces the
+        saved tags of these labels in the catalog, for ``SearchFilter(tag=...)``."""
+        from clipsearch.explore.labels import clean_labels
+        from clipsearch.explore.tags import DEFAULT_MIN_SCORE, NEUTRAL_PROMPTS, matching, tag_scores
+
+        labels = clean_labels(labels)
+        min_score = DEFAULT_MIN_SCORE if min_score is None else float(min_score)
+        if not 0.0 <= min_score <= 1.0:
+            raise ClipsearchError(f"the minimum tag score is between 0 and 1, not {min_score}")
+        ids, vectors, _ = self._explore_vectors()
+        neutral = self.encode_texts(list(NEUTRAL_PROMPTS)).mean(axis=0)
+        scores = tag_scores(vectors, self.label_vectors(labels), neutral / np.linalg.norm(neutral),
+                            self._logit_scale())
+        found = matching(scores, min_score)
+        if save:
+            tagged = [(int(ids[n]), labels[j], score) for n, hits in enumerate(found) for j, score in hits]
+            with self._lock:
+                try:
+                    self._catalog.save_tags(labels, tagged)
+                except sqlite3.OperationalError as exc:
+                    raise IndexStoreError(f"cannot save tags into {self.directory}: {exc}") from None
+        rows = self.files([int(ids[n]) for n, hits in enumerate(found) if hits])
+        tagged_photos = [PhotoTags(int(ids[n]), rows[int(ids[n])].path, tuple((labels[j], s) for j, s in hits))
+                         for n, hits in enumerate(found) if hits]
+        return sorted(tagged_photos, key=lambda p: (-p.tags[0][1], p.id))
+
+    def tag_counts(self) -> dict[str, int]:
+        """How many indexed photos carry each saved tag."""
+        with self._lock:
+            return self._catalog.tag_counts()
+
+    def saved_tags(self, file_ids: Sequence[int]) -> dict[int, list[tuple[str, float]]]:
+        """The saved tags of ``file_ids``, best first, by id."""
+        with self._lock:
+            return self._catalog.tags_of(file_ids)
+
+    def evaluate(self, captions_file: str | os.PathLike, ks: Sequence[int] = (1, 5, 10)) -> Evaluation:
+        """Text-to-image recall@K and MRR over the captions (JSON lines or CSV) whose photo is indexed."""
+        from clipsearch.explore.evaluate import encode_in_batches, rank_targets, read_captions, summarise
+
+        ks = sorted({int(k) for k in ks})
+        if not ks or ks[0] < 1:
+            raise ClipsearchError("each K of recall@K must be at least 1")
+        captions, skipped = read_captions(captions_file)
+        with self._lock:
+            known = self._catalog.ids_of_paths(c.path for c in captions)
+        usable = [c for c in captions if c.path in known]
+        if len(usable) < len(captions):
+            skipped["photo not indexed"] += len(captions) - len(usable)
+        if not usable:
+            raise ClipsearchError(f"none of the {len(captions)} captions in {captions_file} names an indexed photo "
+                                  f"of {self.directory}")
+        ids, vectors, _ = self._explore_vectors()
+        row_of = {int(file_id): n for n, file_id in enumerate(ids)}
+        queries = encode_in_batches(self.encode_texts, [c.caption for c in usable])
+        ranks = rank_targets(queries, np.array([row_of[known[c.path]] for c in usable]), vectors)
+        recall, mrr = summarise(ranks, ks)
+        return Evaluation(len(usable), recall, mrr, sum(skipped.values()), dict(skipped))
+
+    def _explore_vectors(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Every ``(ids, vectors)`` and the catalog stamp they belong to, read in one snapshot."""
+        with self._lock, self._catalog.snapshot():
+            stamp = self._vectors.stamp()
+            chunks = list(self._catalog.vector_chunks())
+        if not chunks:
+            raise ClipsearchError(f"the index at {self.directory} holds no photos yet; add some with "
+                                  f"`clipsearch index PHOTO_FOLDER --index {self.directory}`")
+        return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]), stamp
+
+    def _explore_cache(self, name: str):
+        from clipsearch.explore.cache import FOLDER, ResultCache
+
+        return ResultCache(self.directory / FOLDER / f"{name}.cache")
+
+    def _updated_map(self, ids: np.ndarray, vectors: np.ndarray, generation: int, saved: dict) -> np.ndarray | None:
+        """The saved map brought up to date by placing what is new, or ``None`` when it should be recomputed."""
+        from clipsearch.explore.projection import can_place, place_points
+
+        with self._lock:
+            changes = self._catalog.changes_since(generation) if generation >= 0 else None
+        if changes is None or "ids" not in saved or "coords" not in saved:
+            return None
+        changed = np.union1d(changes[0], changes[2])
+        saved_ids, saved_coords = saved["ids"], saved["coords"]
+        kept = np.isin(saved_ids, ids) & ~np.isin(saved_ids, changed)
+        fresh = ~np.isin(ids, saved_ids[kept])
+        if not fresh.any():
+            return saved_coords[kept]
+        if not can_place(int(kept.sum())) or fresh.sum() > MAX_PLACED_SHARE * kept.sum():
+            return None
+        coords = np.empty((len(ids), 2), np.float32)
+        coords[~fresh] = saved_coords[kept]  # both in id order
+        coords[fresh] = place_points(vectors[~fresh], coords[~fresh], vectors[fresh])
+        return coords
+
+    def _same_picture(self, rows: dict[int, FileRow]):
+        """``same(a, b)`` for two ids: whether their pixels match (``None`` when either cannot be read)."""
+        from clipsearch.explore.duplicates import PIXEL_MATCH, picture_match, picture_signature
+
+        signatures: dict[int, np.ndarray | None] = {}
+
+        def signature(file_id: int) -> np.ndarray | None:
+            if file_id not in signatures:
+                try:
+                    image = open_image(rows[file_id].path, self.decode_options, min_side=SIGNATURE_SIDE)
+                    signatures[file_id] = picture_signature(image)
+                except ImageError:
+                    signatures[file_id] = None
+            return signatures[file_id]
+
+        def same(a: int, b: int) -> bool | None:
+            first, second = signature(a), signature(b)
+            if first is None or second is None:
+                return None
+            return picture_match(first, second) >= PIXEL_MATCH
+
+        return same
+
+    def _logit_scale(self) -> float:
+        """The model's own zero-shot temperature when it exposes one, else CLIP's 100."""
+        from clipsearch.explore.tags import DEFAULT_LOGIT_SCALE
+
+        scale = getattr(getattr(self.embedder, "model", None), "logit_scale", None)
+        try:
+            return float(np.exp(scale.detach().cpu().numpy())) if scale is not None else DEFAULT_LOGIT_SCALE
+        except (AttributeError, TypeError, ValueError):
+            return DEFAULT_LOGIT_SCALE
+
 
 BROWSE_ORDERS = ("newest", "oldest", "name", "score")
 MAX_PAGE = 1000  # rows per browse page

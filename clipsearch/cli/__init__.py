@@ -9,6 +9,7 @@ import logging
 
 import click
 
+from clipsearch.cli.explore import COMMANDS as EXPLORE_COMMANDS
 from clipsearch.cli.index import index
 from clipsearch.cli.search import search
 from clipsearch.cli.serve import demo, serve
@@ -30,5 +31,5 @@ def main() -> None:
     logging.getLogger().addHandler(logging.NullHandler())
 
 
-for command in (index, search, status, synthetic, demo, serve):
+for command in (index, search, status, synthetic, demo, serve, *EXPLORE_COMMANDS):
     main.add_command(command)

@@ -40,13 +40,14 @@ def _date(ctx, param, value: str | None) -> str | None:
 @click.option("--folder", type=click.Path(), help="Only results under this folder.")
 @click.option("--since", metavar="DATE", callback=_date, help="Only photos taken on or after DATE (YYYY-MM-DD).")
 @click.option("--until", metavar="DATE", callback=_date, help="Only photos taken on or before DATE (the whole day).")
+@click.option("--tag", help="Only photos with this saved tag (see `clipsearch tag --save`).")
 @engine_options
 @JSON_OPTION
 @click.option("--verbose", is_flag=True, help="Say on stderr how the query is encoded (the light ONNX path or "
               "open_clip, and why) and how long the search took.")
 @friendly_errors
-def search(query, index_dir, top_k, min_score, folder, since, until, device, image_backend, text_backend, reference,
-           as_json, verbose) -> None:
+def search(query, index_dir, top_k, min_score, folder, since, until, tag, device, image_backend, text_backend,
+           reference, as_json, verbose) -> None:
     """Search by words, example images, or both, combined with + and - and weights.
 
     \b
@@ -55,6 +56,7 @@ def search(query, index_dir, top_k, min_score, folder, since, until, device, ima
       clipsearch search ./photo.jpg + "at night"
       clipsearch search 2:"red car" ./ref.jpg --top 5 --json
       clipsearch search "a birthday cake" --since 2024-01-01 --until 2024-12-31
+      clipsearch search '#17' - day + night --tag beach
     """
     if verbose:
         _log_to_stderr()
@@ -64,7 +66,7 @@ def search(query, index_dir, top_k, min_score, folder, since, until, device, ima
     engine = dataclasses.replace(embed_options(device, image_backend, text_backend, reference), one_shot=True)
     started = time.perf_counter()
     with Library.open(index_dir, embed_options=engine) as library:
-        where = SearchFilter.dated(folder, since, until)  # a photo's date: EXIF DateTimeOriginal, else its mtime
+        where = SearchFilter.dated(folder, since, until, tag=tag)  # dates taken: EXIF, else the mtime
         hits = library.search(list(query), top_k=top_k, min_score=min_score, where=where)
     logging.getLogger("clipsearch.cli").info(
         "%d results in %.0f ms (torch %s)", len(hits), (time.perf_counter() - started) * 1e3,
@@ -76,7 +78,7 @@ def search(query, index_dir, top_k, min_score, folder, since, until, device, ima
     if not hits:
         click.echo("no results")
     for hit in hits:
-        click.echo(f"{hit.score:.3f}  {printable(hit.path)}")
+        click.echo(f"{hit.score:.3f}  #{hit.id}  {printable(hit.path)}")
 
 
 def _log_to_stderr() -> None:

@@ -6,8 +6,11 @@ Syntax (the CLI passes its arguments as tokens; the web app passes one string):
     ./photo.jpg + "at night"         an example image adjusted by words
     2:"red car" ./ref.jpg            a weight before a colon; terms without an operator are added
     0.5:./ref.jpg - 2:people
+    #123 - day + night           an indexed photo by its id (as `clipsearch search` prints it), moved by words
+    #12 - #34 + #56              an analogy between indexed photos
 
-A term that names an existing image file is an image; everything else is text. The combined vector is
+A term ``#`` + digits names an indexed photo (its stored vector); one that names an existing image file is an
+image; everything else (a quoted "#12" too) is text. The combined vector is
 ``sum(sign * weight * unit(term))``, normalised.
 """
 
@@ -25,6 +28,7 @@ from clipsearch.imaging.decode import IMAGE_EXTENSIONS
 
 _WEIGHT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*:(?!//)(.*)$", re.S)
 _OPERATOR_SPLIT = re.compile(r"(?:^|\s)([+-])(?=\s)")
+_FILE_ID = re.compile(r"^#[0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,10 @@ def _term(text: str, sign: float, allow_paths: bool = True) -> Term:
         raise QueryError(f"the weight {match.group(1)} has no term after it; write it as {match.group(1)}:word")
     if match:
         weight, text = float(match.group(1)), match.group(2).strip()
+    if _FILE_ID.match(text):  # a catalog id: an indexed photo's stored vector
+        if len(text) > 19:
+            raise QueryError(f"no indexed photo {text}")
+        return Term("file", text[1:], sign * weight)
     text = _unquote(text)
     if not text:
         raise QueryError("a query term is empty")

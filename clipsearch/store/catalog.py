@@ -368,10 +368,14 @@ class Catalog:
         gone += [r[0] for r in self._db.execute("SELECT id FROM removed WHERE generation > ?", (generation,))]
         return ids, matrix, np.asarray(sorted(set(gone)), dtype=np.int64)
 
-    def iter_ids(self, path_prefix: str | None = None, taken_range: tuple[float | None, float | None] = (None, None)
-                 ) -> Iterator[int]:
-        """Ids of indexed files under ``path_prefix`` taken within ``taken_range`` (epoch seconds, inclusive)."""
+    def iter_ids(self, path_prefix: str | None = None, taken_range: tuple[float | None, float | None] = (None, None),
+                 tag: str | None = None) -> Iterator[int]:
+        """Ids of indexed files under ``path_prefix`` taken within ``taken_range`` (epoch seconds, inclusive)
+        that carry the saved ``tag``, when given."""
         where, args = _listed(path_prefix, taken_range)
+        if tag is not None:
+            where += " AND id IN (SELECT file_id FROM tags WHERE label = ?)"
+            args = [*args, tag]
         return (r[0] for r in self._db.execute(f"SELECT id FROM files WHERE {where}", args))
 
     def page(self, path_prefix: str | None = None, taken_range: tuple[float | None, float | None] = (None, None),
@@ -410,6 +414,49 @@ class Catalog:
         if not row:
             return None
         return {"started": row[0], "finished": row[1], "summary": json.loads(row[2]) if row[2] else None}
+
+    # -- tags ---------------------------------------------------------------------------------------------
+    def save_tags(self, labels: Iterable[str], tagged: Iterable[tuple[int, str, float]]) -> None:
+        """Replace every saved tag of ``labels`` with ``tagged`` (file id, label, score), in one transaction."""
+        labels = list(labels)
+        with self.transaction():
+            self._db.executemany("DELETE FROM tags WHERE label = ?", [(label,) for label in labels])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO tags (file_id, label, score)"
+                " SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM files WHERE id = ? AND status = 'ok')",
+                [(file_id, label, score, file_id) for file_id, label, score in tagged],
+            )
+
+    def tags_of(self, file_ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+        """The saved tags of ``file_ids``, best first, by id (files without tags are left out)."""
+        ids = [int(i) for i in file_ids]
+        found: dict[int, list[tuple[str, float]]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT file_id, label, score FROM tags WHERE file_id IN ({','.join('?' * len(chunk))})"
+                " ORDER BY file_id, score DESC, label", chunk)
+            for file_id, label, score in rows:
+                found.setdefault(file_id, []).append((label, score))
+        return found
+
+    def tag_counts(self) -> dict[str, int]:
+        """How many indexed files carry each saved tag."""
+        rows = self._db.execute(
+            "SELECT label, COUNT(*) FROM tags JOIN files ON files.id = tags.file_id AND files.status = 'ok'"
+            " GROUP BY label ORDER BY label")
+        return dict(rows.fetchall())
+
+    def ids_of_paths(self, paths: Iterable[str]) -> dict[str, int]:
+        """The ids of the indexed files among ``paths``, by path."""
+        keys = [_key(p) for p in paths]
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT path, id FROM files WHERE status = 'ok' AND path IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((os.fsdecode(path), file_id) for path, file_id in rows)
+        return found
 
 
 class _transaction:

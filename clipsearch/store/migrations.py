@@ -72,7 +72,23 @@ def m003_date_taken(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX files_taken ON files (taken_ns)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_change_log, m003_date_taken]
+def m004_tags(db: sqlite3.Connection) -> None:
+    """Zero-shot tags saved per file (``clipsearch tag --save``), for the ``--tag`` search filter. A tag goes with
+    its file: dropped when the file is removed or its vector replaced (the tag described the old picture)."""
+    db.execute(
+        "CREATE TABLE tags (file_id INTEGER NOT NULL, label TEXT NOT NULL, score REAL NOT NULL,"
+        " PRIMARY KEY (label, file_id)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX tags_file ON tags (file_id)")
+    db.execute("CREATE TRIGGER tags_follow_deletes AFTER DELETE ON files BEGIN"
+               " DELETE FROM tags WHERE file_id = OLD.id; END")
+    db.execute("CREATE TRIGGER tags_follow_new_vectors AFTER UPDATE OF vector ON files"
+               " WHEN NEW.vector IS NOT OLD.vector BEGIN DELETE FROM tags WHERE file_id = OLD.id; END")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    m001_initial, m002_change_log, m003_date_taken, m004_tags,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
