@@ -126,10 +126,12 @@ def _rename_output(path: Path) -> None:
 
 # -- measuring --------------------------------------------------------------------------------------------------
 def measure(command: list[str], log_name: str, cwd: str | None = None, env: dict | None = None) -> dict:
-    """Run ``command`` to completion: wall seconds, the process's own peak RSS (``ru_maxrss``, as ``time -v``
-    reports it) and the peak RSS of its whole process tree (sampled every 20 ms). Output goes to the log."""
+    """Run ``command`` to completion: wall seconds, the process's own peak RSS as ``/usr/bin/time`` reports it
+    (its ``ru_maxrss``; taken from our own fork it would count this process's pages) and the peak RSS of the
+    whole process tree, decode workers included (sampled every 20 ms). Output goes to the log."""
+    timer = ["/usr/bin/time", "-f", "@@maxrss_kib %M"] if os.path.exists("/usr/bin/time") else []
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([*timer, *command], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peak, finished = [0], threading.Event()
 
     def sample():
@@ -138,20 +140,23 @@ def measure(command: list[str], log_name: str, cwd: str | None = None, env: dict
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)  # the rusage of this child alone: its own peak RSS
+    output = process.stdout.read().decode("utf-8", "replace")
+    process.wait()
     wall = time.perf_counter() - started
     finished.set()
-    process.returncode = os.waitstatus_to_exitcode(status)
     sampler.join()
+    own = peak[0]
+    if timer and "@@maxrss_kib " in output:
+        output, _, tail = output.rpartition("@@maxrss_kib ")
+        own = int(tail.split()[0]) * 1024
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / log_name, "a", encoding="utf-8") as handle:
         handle.write(f"$ {' '.join(command)}\n# cwd={cwd} rc={process.returncode} wall={wall:.2f}s "
-                     f"maxrss={usage.ru_maxrss / 1024:.0f}MiB tree_peak={peak[0] / 2**20:.0f}MiB\n")
-        handle.write(output.decode("utf-8", "replace")[-4000:] + "\n")
+                     f"maxrss={own / 2**20:.0f}MiB tree_peak={peak[0] / 2**20:.0f}MiB\n")
+        handle.write(output[-4000:] + "\n")
     if process.returncode != 0:
         raise RuntimeError(f"{command[0]} failed (rc {process.returncode}); see {RESULTS / log_name}")
-    return {"wall": wall, "rss": usage.ru_maxrss * 1024, "tree_rss": max(peak[0], usage.ru_maxrss * 1024)}
+    return {"wall": wall, "rss": own, "tree_rss": max(peak[0], own)}
 
 
 def clipsearch_warm(index_dir: str, queries: list[str], repeats: int, top_k: int) -> dict:
@@ -274,7 +279,9 @@ def table(r: dict) -> str:
         ["  its peak RSS (MiB)", f"{rc_cold_rss:.0f}", f"{cs_cold_rss:.0f}", f"{cs_cold_rss / rc_cold_rss:.2f}",
          "≤ 500 MiB"],
         [f"warm text query, 100k vectors (ms p50 of {len(r['cs_warm']['ms'])})", f"{rc_warm:.1f}", f"{cs_warm:.1f}",
-         f"{cs_warm / rc_warm:.2f}", "≤ 10 ms, ≤ 0.2"],
+         f"{cs_warm / rc_warm:.3f}", "≤ 10 ms, ≤ 0.2"],
+        ["  rclip with its 100k vectors already in memory (ms p50)", f"{med(r['rc_warm']['in_memory_ms']):.1f}",
+         f"{cs_warm:.1f}", f"{cs_warm / med(r['rc_warm']['in_memory_ms']):.2f}", "≤ 0.2"],
         ["  of which text encoding (ms p50)", "", f"{med(r['cs_warm']['encode_ms']):.1f}", "", ""],
     ]
     return _common.print_table(

@@ -1,14 +1,17 @@
 """Faster ways to run a CLIP tower, each one checked against plain open_clip in ``tests/speed``.
 
-Measured on a 2-core AMD EPYC (AVX-512 VNNI/BF16), ViT-B-32 image tower, batch 32 (benchmarks/RESULTS.md):
+Measured on the shared 2-core development VM, ViT-B-32 image tower, batch 32 (benchmarks/RESULTS.md):
 
-- ``onnx-int8``: the image tower exported to ONNX and dynamically quantised to int8 (MatMul weights, per
-  channel), run by ONNX Runtime: the fastest here by far. The export takes ~20 s, so it is cached per model and
-  weights checksum under the user cache dir and only ever built for an indexing run.
+- ``onnx-int8``: the image tower as an ONNX graph with int8 MatMuls (weights per channel, activations dynamic),
+  run by ONNX Runtime: the fastest here by far. Standard open_clip ViTs are written straight from their weights
+  (``onnx_graph``, ~2 s); other towers are traced by ``torch.onnx.export`` and quantised (~20 s). Either way the
+  export is cached per model and weights under the user cache dir, and only ever built for an indexing run; the
+  same file then serves the light model (``light``), so later runs need no torch at all.
 - ``torch-int8``: ``quantize_dynamic`` of the Linear layers; no extra package, a modest gain.
 - ``torch``: plain fp32 (bf16 autocast on this CPU was several times *slower*, so it is not offered here).
 - Text: queries run at their real token length (``embed._encode_text_trimmed``); for large text towers the
-  transformer's Linear layers also run in int8 (``torch-int8``), ~1.4x less CPU per query.
+  transformer's Linear layers also run in int8 (``torch-int8``), ~1.4x less CPU per query. (Without torch, the
+  light model's exported text tower does the same in ONNX Runtime.)
 - On CUDA the towers run in torch under fp16 autocast; nothing here is needed there.
 
 ``auto`` picks ``onnx-int8`` on CPU for towers big enough to gain from it (when onnx and onnxruntime are

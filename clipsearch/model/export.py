@@ -1,10 +1,12 @@
 """Exporting a model for the light model (``clipsearch.model.light``): the torch side, run once at index time.
 
-``export_light_bundle`` writes the text tower (ONNX; int8 when the tower is large and int8 keeps cosine
-≥ ``INT8_MIN_COSINE`` with open_clip on the probe texts, else fp32), the image tower the index run uses, and the
-tokenizer's vocabulary into the cache, and checks each against open_clip before the bundle is published: the
-tokenizer's tables and its ids on ``PROBE_TEXTS``, and the towers' vectors. A model the exporter cannot trace, a
-tokenizer other than CLIP's BPE, or a failed check leaves no bundle; queries then keep loading open_clip.
+``export_light_bundle`` writes into the cache: the text tower (an ONNX graph written from the weights by
+``onnx_graph``; for large towers int8 where it keeps cosine ≥ ``INT8_MIN_COSINE`` with open_clip on the probe
+texts, first every MatMul, then the MLPs only, else fp32), the very image tower file the index run embeds with,
+the token embeddings, and the tokenizer's vocabulary. Before the bundle is published it checks the tokenizer's
+tables and its ids on ``PROBE_TEXTS`` against open_clip's, and the text tower's vectors against
+``encode_text``. A model whose tokenizer is not CLIP's BPE, whose identity does not pin its weights, or which
+fails a check gets no bundle; its queries keep loading open_clip (the reason is logged).
 """
 
 from __future__ import annotations

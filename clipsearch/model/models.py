@@ -86,12 +86,21 @@ class ModelSpec:
         return cls(data.get("name", DEFAULT_MODEL), data.get("pretrained"), data.get("checkpoint"))
 
 
+_checksums: dict[tuple, str] = {}
+
+
 def file_checksum(path: Path) -> str:
-    digest = hashlib.sha256()
+    """SHA-256 of a weights file, remembered per (path, inode, size, mtime): a ViT-B-32 checkpoint costs ~1 s to
+    hash, and one index run asks for its model's identity several times."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        stat = os.fstat(handle.fileno())
+        key = (os.path.abspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if key not in _checksums:
+            digest = hashlib.sha256()
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+            _checksums[key] = digest.hexdigest()
+    return _checksums[key]
 
 
 def register_tiny_model() -> None:
