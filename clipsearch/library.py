@@ -459,6 +459,7 @@ class Library:
         ends = len(kept) < len(ranked) or offset + len(ranked) >= total
         return BrowsePage(hits, total, offset, None if ends else offset + len(ranked))
 
+
 BROWSE_ORDERS = ("newest", "oldest", "name", "score")
 MAX_PAGE = 1000  # rows per browse page
 
