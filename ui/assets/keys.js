@@ -83,7 +83,7 @@
   // it takes the focus when it opens and hands it back to its thumbnail when it closes.
   let summary = null;
   new MutationObserver(() => {
-    const text = (document.querySelector("#summary") || {}).innerText;
+    const text = (document.querySelector("#summary") || {}).textContent; // (textContent: no layout)
     if (text !== summary) {
       summary = text;
       tiles().forEach((t, i) => (t.tabIndex = i === 0 ? 0 : -1));
