@@ -139,7 +139,7 @@ def test_a_schema_2_index_gains_dates_taken_from_mtimes_without_re_embedding(old
     embedder = HashEmbedder()
     library = Library.open(index)
     library.use_embedder(embedder)
-    assert schema_of(index) == 3 and "taken_ns" in columns_of(index)
+    assert schema_of(index) == migrations.SCHEMA_VERSION and "taken_ns" in columns_of(index)
     rows = library.files(list(mtimes))
     assert {i: r.taken_ns for i, r in rows.items()} == mtimes  # backfilled: each row's date is its mtime
     ids, vectors = all_vectors(library)
