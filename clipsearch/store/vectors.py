@@ -407,6 +407,8 @@ def _read_header(handle) -> tuple[dict | None, int]:
         if handle.read(len(MAGIC)) != MAGIC:
             return None, 0
         (length,) = struct.unpack("<I", handle.read(4))
+        if length > 1 << 20:
+            return None, 0  # not a header this module wrote (it writes 4 KiB)
         stamp = json.loads(handle.read(length))
     except (OSError, ValueError, struct.error):
         return None, 0
