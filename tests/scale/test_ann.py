@@ -96,6 +96,7 @@ def test_the_codes_alone_recall_far_less_so_the_exact_re_rank_is_what_reaches_95
 
 
 def test_the_policy_chooses_flat_below_the_crossover_and_ivf_pq_above_it():
+    assert IndexPolicy().choose(19_999, 512) == FLAT and IndexPolicy().choose(20_000, 512).approximate
     policy = IndexPolicy(crossover=50_000)
     assert policy.choose(49_999, 512) == FLAT
     big = policy.choose(1_000_000, 512)
