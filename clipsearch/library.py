@@ -633,14 +633,8 @@ class Library:
         if neighbours < 1 or (top is not None and top < 1):
             raise ClipsearchError("the number of odd ones out and of neighbours must be at least 1")
         ids, vectors, stamp = self._explore_vectors()
-        stamp = dict(stamp, kind="outliers", settings=settings_key(neighbours, EXACT_LIMIT, NPROBE))
-        cache = self._explore_cache("outliers")
-        found = cache.load(stamp)
-        if found is not None and np.array_equal(found[1]["ids"], ids):
-            scores = found[1]["scores"]
-        else:
-            scores = outlier_scores(vectors, neighbours)
-            cache.save(stamp, {"ids": ids, "scores": scores})
+        scores = self._cached_per_photo("outliers", settings_key(neighbours, EXACT_LIMIT, NPROBE), ids, stamp,
+                                        lambda: outlier_scores(vectors, neighbours))
         chosen = most_unusual(ids, scores, top)
         rows = self.files(ids[chosen].tolist())
         return [Outlier(int(ids[i]), rows[int(ids[i])].path, float(scores[i])) for i in chosen]
@@ -660,14 +654,8 @@ class Library:
         if not labels:
             raise ClipsearchError("no labels to name the themes with")
         ids, vectors, stamp = self._explore_vectors()
-        stamp = dict(stamp, kind="themes", settings=settings_key(count, 0))
-        cache = self._explore_cache("themes")
-        found = cache.load(stamp)
-        if found is not None and np.array_equal(found[1]["ids"], ids):
-            assignment = found[1]["theme"]
-        else:
-            assignment = cluster(vectors, count)
-            cache.save(stamp, {"ids": ids, "theme": assignment})
+        assignment = self._cached_per_photo("themes", settings_key(count, 0), ids, stamp,
+                                            lambda: cluster(vectors, count))
         themes = describe(ids, vectors, assignment, labels, self.label_vectors(labels))
         rows = self.files(ids.tolist())
         return [replace(t, paths=tuple(rows[i].path for i in t.ids), representative=rows[t.representative_id].path)
@@ -818,6 +806,18 @@ class Library:
             return picture_match(first, second) >= PIXEL_MATCH
 
         return same
+
+    def _cached_per_photo(self, kind: str, settings: str, ids: np.ndarray, stamp: dict, compute):
+        """One value per photo (an array aligned with ``ids``) from ``<index>/explore/``, or ``compute()``d and
+        saved there when the cache is missing, stale, foreign or for other photos."""
+        stamp = dict(stamp, kind=kind, settings=settings)
+        cache = self._explore_cache(kind)
+        found = cache.load(stamp)
+        if found is not None and np.array_equal(found[1]["ids"], ids):
+            return found[1]["values"]
+        values = compute()
+        cache.save(stamp, {"ids": ids, "values": values})
+        return values
 
     def _logit_scale(self) -> float:
         """The model's own zero-shot temperature when it exposes one, else CLIP's 100."""
