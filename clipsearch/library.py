@@ -439,10 +439,7 @@ class Library:
         folder = self.check_folder(where.folder) if where.folder else None
         with self._lock:
             vectors = self._vectors.current()
-            allowed = None
-            if where.active:
-                allowed = np.fromiter(self._catalog.iter_ids(folder, (where.since, where.until), where.tag),
-                                      dtype=np.int64)
+            allowed = self._allowed_ids(where, folder)
             hits = [h for h in vectors.search(vector, top_k, allowed) if min_score is None or h.score >= min_score]
             rows = self._catalog.get_many(h.id for h in hits)
         return [_search_hit(rows[h.id], h.score) for h in hits if h.id in rows and rows[h.id].status == "ok"]
@@ -553,14 +550,18 @@ class Library:
         ends = offset + len(rows) >= total
         return BrowsePage([_search_hit(r, 0.0) for r in rows], total, offset, None if ends else offset + len(rows))
 
+    def _allowed_ids(self, where: SearchFilter, folder: str | None) -> np.ndarray | None:
+        """The ids ``where`` lets through (``folder`` already checked), or ``None`` when it lets everything through.
+        The caller holds the lock."""
+        if not where.active:
+            return None
+        return np.fromiter(self._catalog.iter_ids(folder, (where.since, where.until), where.tag), dtype=np.int64)
+
     def _browse_by_score(self, vector: np.ndarray, where: SearchFilter, folder: str | None, offset: int, limit: int,
                          min_score: float | None) -> BrowsePage:
         with self._lock:
             vectors = self._vectors.current()
-            allowed = None
-            if where.active:
-                allowed = np.fromiter(self._catalog.iter_ids(folder, (where.since, where.until), where.tag),
-                                      dtype=np.int64)
+            allowed = self._allowed_ids(where, folder)
             total = len(vectors) if allowed is None else len(allowed)
             ranked = vectors.search(vector, offset + limit, allowed)[offset:]
             kept = [h for h in ranked if min_score is None or h.score >= min_score]
