@@ -7,6 +7,7 @@ open_clip's own ``preprocess``/``encode_*`` reference path, which ``EmbedOptions
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from types import SimpleNamespace
 
@@ -81,13 +82,15 @@ class Embedder:
         when ONNX Runtime runs it: it would only hold ~350 MB (ViT-B-32) for nothing."""
         from clipsearch.model import light
 
+        if isinstance(self._fast_tower, accel.OnnxTower) and self.model.visual is not None:
+            self.model.visual = None  # first: the export below is this run's memory peak
+            gc.collect()
         refusal = light.light_refusal(self.options, images=True)
         if refusal is None and not self.device.startswith("cuda"):
             from clipsearch.model.export import export_light_bundle
 
             export_light_bundle(self)
-        if isinstance(self._fast_tower, accel.OnnxTower) and self.model.visual is not None:
-            self.model.visual = None
+            gc.collect()
 
     def _encode_pixels(self, pixels: np.ndarray, build: bool) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)

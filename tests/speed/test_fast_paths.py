@@ -223,3 +223,22 @@ def test_cuda_path_matches_the_cpu_reference(random_tiny, photo_like_images):
     assert images.dtype == np.float32 and open_clip is not None
     assert cosines(images, reference_image_vectors(random_tiny, photo_like_images)).min() >= 0.999
     assert cosines(texts, reference_text_vectors(random_tiny, TEXTS)).min() >= 0.999
+
+
+# -- loading ----------------------------------------------------------------------------------------------------
+def test_safetensors_checkpoints_load_in_place_with_open_clips_weights(tmp_path):
+    import open_clip
+    from safetensors.torch import save_file
+
+    from clipsearch.model.models import TINY_WEIGHTS, ModelSpec, load_model, load_safetensors_in_place
+
+    model, _, _ = load_model(ModelSpec.parse("clipsearch-tiny"))
+    expected, _, _ = open_clip.create_model_and_transforms("clipsearch-tiny", pretrained=str(TINY_WEIGHTS))
+    ours, theirs = model.state_dict(), expected.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    # A checkpoint whose names differ (here: DataParallel's "module." prefix) is left to open_clip's loader.
+    prefixed = tmp_path / "prefixed.safetensors"
+    save_file({f"module.{k}": v.contiguous() for k, v in theirs.items()}, str(prefixed))
+    assert load_safetensors_in_place(model, prefixed) is False
+    reloaded, _, _ = load_model(ModelSpec.parse("clipsearch-tiny", checkpoint=str(prefixed)))
+    assert all(torch.equal(reloaded.state_dict()[k], theirs[k]) for k in theirs)
