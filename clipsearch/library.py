@@ -449,14 +449,14 @@ class Library:
         """The photos least like the rest, most unusual first: the mean cosine distance to their ``neighbours``
         (default 10) nearest photos. Cached until the catalog changes."""
         from clipsearch.explore.cache import settings_key
-        from clipsearch.explore.neighbours import EXACT_LIMIT, NPROBE
+        from clipsearch.explore.neighbours import EXACT_LIMIT, KNN_PROBES
         from clipsearch.explore.outliers import DEFAULT_NEIGHBOURS, most_unusual, outlier_scores
 
         neighbours = DEFAULT_NEIGHBOURS if neighbours is None else int(neighbours)
         if neighbours < 1 or (top is not None and top < 1):
             raise ClipsearchError("the number of odd ones out and of neighbours must be at least 1")
         ids, vectors, stamp = self._explore_vectors()
-        stamp = dict(stamp, kind="outliers", settings=settings_key(neighbours, EXACT_LIMIT, NPROBE))
+        stamp = dict(stamp, kind="outliers", settings=settings_key(neighbours, EXACT_LIMIT, KNN_PROBES))
         cache = self._explore_cache("outliers")
         found = cache.load(stamp)
         if found is not None and np.array_equal(found[1]["ids"], ids):

@@ -23,7 +23,7 @@ from openTSNE.affinity import Affinities, PerplexityBasedNN, joint_probabilities
 from openTSNE.initialization import pca
 from openTSNE.nearest_neighbors import KNNIndex
 
-from clipsearch.explore.neighbours import build_index, nearest
+from clipsearch.explore.neighbours import flat_index, nearest
 
 PERPLEXITY = 30.0
 MIN_POINTS = 8  # below this a t-SNE has too few neighbours to work with: the map is the first two PCA axes
@@ -109,7 +109,7 @@ class _FaissNeighbours(KNNIndex):
         return rows, _euclidean(similarities)
 
     def query(self, query, k):
-        index = build_index(self.data)
+        index = flat_index(self.data)  # a few new points: exact, and no cells to build
         similarities, rows = index.search(np.ascontiguousarray(query, dtype=np.float32), min(k, self.n_samples))
         return rows, _euclidean(similarities)
 
