@@ -3,10 +3,11 @@
 Up to ``EXACT_LIMIT`` vectors the search is exact: a FAISS flat index (every pair of 10k 512-d vectors is 5 x 10^10
 multiply-adds, seconds on 2 cores). Past it, every vector's neighbours among all the others is a self-join, and
 answering it one query at a time through an IVF index is memory-bound: each query reads ~2,500 candidate
-vectors (5 MB) from wherever their lists lie, 1.4 ms a query here, 140 s for 100k photos. So the library is cut
-into cells by FAISS k-means (``2 sqrt(n)`` cells), and the photos of one cell are compared, as one matrix product,
-with the photos of the ``probes`` cells whose centres are nearest that cell's centre: each candidate block is
-read once per cell instead of once per query, and BLAS runs at full speed. A neighbour in a cell that was not
+vectors (5 MB) from wherever their lists lie, ~1 ms a query here, 108 s for 100k photos. So the library is cut
+into ``sqrt(n)`` cells by FAISS k-means, and the photos of one cell are compared, as one matrix product, with the
+photos of the ``probes`` cells whose centres are nearest that cell's centre: each candidate block is read once
+per cell instead of once per query. The products are small (a few hundred rows), where one BLAS thread runs at
+~120 GFLOP/s here and two threads at a third of that, so they run on one. A neighbour in a cell that was not
 probed is missed; ``benchmarks/bench_explore.py`` measures the recall against the exact search.
 """
 
@@ -17,9 +18,10 @@ import math
 import numpy as np
 
 EXACT_LIMIT = 10_000
-KNN_PROBES = 12  # cells searched for k nearest neighbours
-PAIR_PROBES = 8  # for pairs above a high threshold: two near-copies almost always share a cell or a neighbour
+KNN_PROBES = 8  # cells searched for k nearest neighbours (recall@10 0.9965 against exact at 100k, benchmark)
+PAIR_PROBES = 6  # for pairs above a high threshold: two near-copies almost always share a cell or a neighbour
 QUERY_BATCH = 4096
+CELLS_PER_ROOT = 1.0  # sqrt(n) cells: ~320 photos each at 100k
 _BLOCK_ROWS = 1024  # rows of one matrix product, so a crowded cell never needs a huge block
 
 
@@ -91,7 +93,7 @@ def _cells(vectors: np.ndarray, probes: int):
     import faiss
 
     count, dim = vectors.shape
-    cells = int(2 * math.sqrt(count))
+    cells = int(CELLS_PER_ROOT * math.sqrt(count))
     # a fixed sample and seed keep the cells, and so the results, the same for the same vectors
     sample = np.sort(np.random.default_rng(0).choice(count, min(count, 40 * cells), replace=False))
     kmeans = faiss.Kmeans(dim, cells, niter=10, seed=1234, spherical=True)
@@ -105,7 +107,14 @@ def _cells(vectors: np.ndarray, probes: int):
 
 def _blocks(vectors: np.ndarray, probes: int):
     """For each block of rows: the rows, their candidate rows (their own cell's first) and the similarities."""
+    from threadpoolctl import threadpool_limits
+
     order, starts, near = _cells(vectors, probes)
+    with threadpool_limits(1, user_api="blas"):
+        yield from _cell_blocks(vectors, order, starts, near)
+
+
+def _cell_blocks(vectors, order, starts, near):
     for cell in range(len(starts) - 1):
         rows = order[starts[cell]:starts[cell + 1]]
         if not len(rows):
