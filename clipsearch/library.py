@@ -627,14 +627,14 @@ class Library:
         """The photos least like the rest, most unusual first: the mean cosine distance to their ``neighbours``
         (default 10) nearest photos. Cached until the catalog changes."""
         from clipsearch.explore.cache import settings_key
-        from clipsearch.explore.neighbours import EXACT_LIMIT, NPROBE
+        from clipsearch.explore.neighbours import EXACT_LIMIT, KNN_PROBES
         from clipsearch.explore.outliers import DEFAULT_NEIGHBOURS, most_unusual, outlier_scores
 
         neighbours = DEFAULT_NEIGHBOURS if neighbours is None else int(neighbours)
         if neighbours < 1 or (top is not None and top < 1):
             raise ClipsearchError("the number of odd ones out and of neighbours must be at least 1")
         ids, vectors, stamp = self._explore_vectors()
-        scores = self._cached_per_photo("outliers", settings_key(neighbours, EXACT_LIMIT, NPROBE), ids, stamp,
+        scores = self._cached_per_photo("outliers", settings_key(neighbours, EXACT_LIMIT, KNN_PROBES), ids, stamp,
                                         lambda: outlier_scores(vectors, neighbours))
         chosen = most_unusual(ids, scores, top)
         rows = self.files(ids[chosen].tolist())

@@ -3,7 +3,7 @@
 Each analysis is a function over ``(ids, vectors)`` (the catalog's unit vectors, in id order) that returns small
 typed results; ``Library`` feeds them from its read API and caches the costly ones in the index folder.
 
-    neighbours.py   FAISS nearest neighbours and similar pairs (exact, or IVF past ``EXACT_LIMIT`` vectors)
+    neighbours.py   nearest neighbours and similar pairs: FAISS flat, or a cell join (FAISS k-means + BLAS)
     duplicates.py   the same picture twice: content digests, vector range search, a pixel check, a keeper
     outliers.py     odd ones out, from the distances to the nearest neighbours
     themes.py       k-means in the full space, k chosen by silhouette, named by zero-shot labels

@@ -66,7 +66,7 @@ def choose_count(vectors: np.ndarray, seed: int = 0) -> int:
     score_rows = np.sort(rng.choice(len(fit_rows), min(len(fit_rows), SAMPLE_SCORE), replace=False))
     best, best_score = 1, -np.inf
     for k in candidates:
-        labels = KMeans(k, n_init=1, random_state=seed).fit_predict(vectors[fit_rows])
+        labels = KMeans(k, n_init=1, max_iter=100, random_state=seed).fit_predict(vectors[fit_rows])
         scored = labels[score_rows]
         if len(np.unique(scored)) < 2:
             continue
