@@ -56,7 +56,7 @@ from clipsearch.world.synthetic import (  # noqa: E402
 MODEL_NAME = "clipsearch-tiny"
 CONFIG_PATH = ROOT / "clipsearch" / "world" / "model_configs" / f"{MODEL_NAME}.json"
 DEFAULT_OUT = ROOT / "clipsearch" / "world" / "weights" / f"{MODEL_NAME}.safetensors"
-THREADS = 2
+THREADS = 2  # processes that render the training pool
 # A little more of the shape scenes than a library has (0.2): telling a star from a cross is learnt slowly.
 TRAIN_PHOTO_SHARE = 0.75
 # Seeds derived from --seed: the validation libraries choose the checkpoint, the report libraries are looked at
@@ -78,6 +78,7 @@ class TrainOptions:
     partial_caption_rate: float
     eval_every: int
     bf16: bool
+    threads: int
     temperature_lr_scale: float
     validation_count: int
     report_count: int
@@ -86,7 +87,7 @@ class TrainOptions:
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_options(argv)
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
     open_clip.add_model_config(CONFIG_PATH)
     model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
@@ -140,7 +141,12 @@ def parse_options(argv: list[str] | None) -> TrainOptions:
     parser.add_argument("--partial-caption-rate", type=float, default=0.5,
                         help="share of captions cut down to query shapes, e.g. 'a red boat', 'at night'")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between validation checkpoints")
-    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in fp32 throughout")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads for training (1 on a busy 2-core machine: two threads that wait on each"
+                        " other ran a step in 2.9 s at load 4, one thread in 1.1 s)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast for the forward pass (measured slower here: 0.85 s a step against 0.5 s"
+                        " in fp32 on the 2-core VM, whose backward pass in bf16 costs twice as much)")
     parser.add_argument("--temperature-lr-scale", type=float, default=10.0,
                         help="learning rate of the logit scale, as a multiple of --lr")
     parser.add_argument("--validation-count", type=int, default=300, help="validation library size")
@@ -519,7 +525,8 @@ def train(model, tokenizer, preprocess, pool: Pool, validation: EvalSet, options
         matches = torch.from_numpy(match_matrix(wanted, index, pool.attributes, index))
         for group in (*optimizer.param_groups, *sparse_optimizer.param_groups):
             group["lr"] = learning_rate(step, options) * group.get("lr_scale", 1.0)
-        # bf16 autocast runs the matmuls about twice as fast on AVX-512 CPUs (weights and optimiser stay fp32).
+        # fp32 by default: on the 2-core development VM bf16 autocast made a step 1.7x slower (weights and
+        # optimiser stay fp32 either way).
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=options.bf16):
             image_features = model.encode_image(normalise(pool.pixels[batch]))
             text_features = encode_text_trimmed(model, tokens(texts))
