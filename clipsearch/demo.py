@@ -2,7 +2,7 @@
 
 The library is the synthetic world (clipsearch.world.synthetic): places at times of day and in weathers, with coloured
 objects, and shape scenes. A few files are planted for the explore views to find: resized, recompressed copies
-of some photos (near-duplicates), odd ones out (noise, gradients), and scenes shown both by day and at night,
+of some photos (near-duplicates), odd ones out (confetti, gradients), and scenes shown both by day and at night,
 which the sample searches use to show a direction: "this photo, but at night".
 """
 
@@ -24,7 +24,7 @@ from clipsearch.model.models import TINY_MODEL, ModelSpec
 DEMO_SEED = 2026
 WORLD_VERSION = 2  # bumped when the generated world changes, so an old demo folder is regenerated
 # What the bundled model knows: a colour, a place in some weather, a coloured object, a place at a time of day.
-DEMO_QUERIES = ("red", "a forest in the snow", "a red boat", "a beach at sunset", "a tree on the left")
+DEMO_QUERIES = ("red", "a forest in the snow", "a red car", "a yellow house", "a beach at sunset", "a tree on the left")
 
 
 @dataclass
@@ -73,7 +73,7 @@ def run_demo(
     path = str(photos / original["file"])
     # more like this (its planted copy comes next), then a mixed query: this photo's look, moved towards words
     _show(library, path, caption, echo, note=original["caption"])
-    _show(library, [path, "+", "0.7:in the snow"], caption, echo, note=original["caption"])
+    _show(library, [path, "+", "in the snow"], caption, echo, note=original["caption"])
     # a direction: this photo by day, minus "day", plus "night" finds the same scene at night
     _show(library, [str(photos / day["file"]), "-", "day", "+", "night"], caption, echo, note=day["caption"])
     odd = [f for f, r in records.items() if r["kind"] == "odd"]
@@ -123,8 +123,9 @@ def write_demo_photos(photos: Path, count: int) -> list[dict]:
     Most are generated scenes; a few are planted: day/night pairs of one scene (pairs/), resized and recompressed
     copies of some scenes (duplicates/), and odd ones out that are no scene at all (odd/).
     """
-    from clipsearch.world import synthetic
     from PIL import Image
+
+    from clipsearch.world import synthetic
 
     if (photos / "captions.jsonl").is_file():
         shutil.rmtree(photos)  # an earlier demo's generated photos: stale files would stay in the index
@@ -158,8 +159,8 @@ def write_demo_photos(photos: Path, count: int) -> list[dict]:
 
     (photos / "odd").mkdir()
     for k in range(odd):
-        kind = ("noise", "gradient")[k % 2]
-        name = f"odd/{kind}-{k + 1}.png" if kind == "noise" else f"odd/{kind}-{k + 1}.jpg"
+        kind = ("confetti", "gradient")[k % 2]
+        name = f"odd/{kind}-{k + 1}.png" if kind == "confetti" else f"odd/{kind}-{k + 1}.jpg"
         _odd_image(kind, rng).save(photos / name)
         records.append({"file": name, "caption": f"odd one out: {kind}", "kind": "odd", "place": None, "time": None,
                         "weather": None, "objects": [], "background": None, "texture": None, "group": name,
@@ -171,12 +172,18 @@ def write_demo_photos(photos: Path, count: int) -> list[dict]:
 
 def _odd_image(kind: str, rng: random.Random):
     import numpy as np
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     width, height = rng.choice(((320, 240), (240, 320), (300, 300)))
-    if kind == "noise":
-        pixels = np.random.default_rng(rng.getrandbits(32)).integers(0, 256, (height, width, 3), dtype=np.uint8)
-        return Image.fromarray(pixels, "RGB")
+    if kind == "confetti":
+        # coloured discs all over: unlike any scene to the bundled model (pixel noise is not: it reads as fog)
+        colour = lambda: tuple(rng.randrange(256) for _ in range(3))  # noqa: E731
+        image = Image.new("RGB", (width, height), colour())
+        draw = ImageDraw.Draw(image)
+        for _ in range(60):
+            x, y, r = rng.randrange(width), rng.randrange(height), rng.randint(4, 24)
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour())
+        return image
     a, b = (np.array([rng.randrange(256) for _ in range(3)], dtype=np.float32) for _ in range(2))
     t = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
     row = a * (1 - t) + b * t

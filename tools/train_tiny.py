@@ -40,9 +40,7 @@ sys.path.insert(0, str(ROOT))  # so a plain checkout runs it without installing 
 
 from clipsearch.world import synthetic as world  # noqa: E402
 from clipsearch.world.synthetic import (  # noqa: E402
-    PhotoScene,
     ShapeScene,
-    Thing,
     caption,
     generate_library,
     is_held_out,

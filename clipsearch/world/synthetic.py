@@ -94,35 +94,39 @@ _POSITION_PHRASES = {
 # Combinations that the bundled model is never trained on (tools/train_tiny.py draws only scenes for which
 # `is_held_out` is false), so that tests can score it on scenes it cannot have memorised. Fixed here, not drawn
 # from a seed: each place, time and object is held out somewhere and seen everywhere else.
-HELD_OUT_PLACE_TIME_OBJECT = frozenset({
-    ("lake", "night", "boat"),
-    ("beach", "sunset", "person"),
-    ("forest", "night", "house"),
-    ("city", "sunset", "car"),
-    ("desert", "night", "car"),
-    ("mountains", "day", "house"),
-    ("field", "sunset", "tree"),
-    ("city", "night", "person"),
-    ("forest", "day", "person"),
-    ("mountains", "night", "tree"),
-    ("field", "day", "car"),
-    ("desert", "sunset", "house"),
-    ("beach", "day", "house"),
-    ("lake", "day", "tree"),
-})
+HELD_OUT_PLACE_TIME_OBJECT = frozenset(
+    {
+        ("lake", "night", "boat"),
+        ("beach", "sunset", "person"),
+        ("forest", "night", "house"),
+        ("city", "sunset", "car"),
+        ("desert", "night", "car"),
+        ("mountains", "day", "house"),
+        ("field", "sunset", "tree"),
+        ("city", "night", "person"),
+        ("forest", "day", "person"),
+        ("mountains", "night", "tree"),
+        ("field", "day", "car"),
+        ("desert", "sunset", "house"),
+        ("beach", "day", "house"),
+        ("lake", "day", "tree"),
+    }
+)
 HELD_OUT_PLACE_WEATHER = frozenset({("desert", "rain"), ("lake", "snow"), ("city", "fog")})
-HELD_OUT_SHAPE_COLOUR_BACKGROUND = frozenset({
-    ("circle", "red", "blue"),
-    ("circle", "white", "green"),
-    ("square", "yellow", "purple"),
-    ("square", "black", "white"),
-    ("triangle", "green", "orange"),
-    ("triangle", "blue", "yellow"),
-    ("star", "orange", "black"),
-    ("star", "purple", "red"),
-    ("cross", "red", "white"),
-    ("cross", "green", "blue"),
-})
+HELD_OUT_SHAPE_COLOUR_BACKGROUND = frozenset(
+    {
+        ("circle", "red", "blue"),
+        ("circle", "white", "green"),
+        ("square", "yellow", "purple"),
+        ("square", "black", "white"),
+        ("triangle", "green", "orange"),
+        ("triangle", "blue", "yellow"),
+        ("star", "orange", "black"),
+        ("star", "purple", "red"),
+        ("cross", "red", "white"),
+        ("cross", "green", "blue"),
+    }
+)
 SPLITS = ("all", "seen", "unseen")
 
 
@@ -234,7 +238,7 @@ def with_conditions(scene: PhotoScene, time: str | None = None, weather: str | N
 
 
 def parse_variant(text: str) -> dict[str, str]:
-    """"night" -> {"time": "night"}, "snow" -> {"weather": "snow"}, "night/snow" -> both."""
+    """ "night" -> {"time": "night"}, "snow" -> {"weather": "snow"}, "night/snow" -> both."""
     conditions: dict[str, str] = {}
     for word in text.strip().lower().split("/"):
         key = "time" if word in TIMES else "weather" if word in WEATHERS else None
@@ -301,16 +305,16 @@ def scene_from_record(record: dict) -> Scene:
     """The scene a captions.jsonl record describes (the inverse of `attributes`)."""
     if record["kind"] == "shapes":
         obj = record["objects"][0]
-        return ShapeScene(obj["object"], obj["colour"], obj["size"], obj["position"], record["background"],
-                          record["texture"])
+        return ShapeScene(
+            obj["object"], obj["colour"], obj["size"], obj["position"], record["background"], record["texture"]
+        )
     things = tuple(Thing(o["object"], o["colour"], o["position"]) for o in record["objects"])
     return PhotoScene(record["place"], record["time"], record["weather"], things)
 
 
 # --- queries: the world's words for what a search asks, and whether a record answers it ----------------------
 
-QUERY_FIELDS = ("place", "time", "weather", "object", "colour", "position", "shape", "size", "background",
-                "texture")
+QUERY_FIELDS = ("place", "time", "weather", "object", "colour", "position", "shape", "size", "background", "texture")
 
 
 def query_text(**wanted: str) -> str:
@@ -369,9 +373,7 @@ def record_matches(record: dict, **wanted: str) -> bool:
     if "shape" in wanted:
         wanted = {**wanted, "object": wanted["shape"]}
     per_object = {k: v for k, v in wanted.items() if k in ("object", "colour", "position", "size")}
-    return not per_object or any(
-        all(obj.get(k) == v for k, v in per_object.items()) for obj in record["objects"]
-    )
+    return not per_object or any(all(obj.get(k) == v for k, v in per_object.items()) for obj in record["objects"])
 
 
 # --- rendering -------------------------------------------------------------------------------------------------
@@ -456,10 +458,16 @@ _SKIES = {
 _LIGHT = {"day": (1.0, 1.0, 1.0), "sunset": (1.0, 0.76, 0.6), "night": (0.42, 0.45, 0.64)}
 _FOG = {"day": (205, 207, 212), "sunset": (210, 180, 165), "night": (72, 76, 92)}
 # Horizon and where objects stand (their base, in scene units), per place; boats float on the water line.
-_HORIZON = {"beach": 0.5, "forest": 0.6, "city": 0.66, "desert": 0.55, "mountains": 0.6, "lake": 0.46,
-            "field": 0.52}
-_GROUND_LINE = {"beach": 0.88, "forest": 0.9, "city": 0.9, "desert": 0.88, "mountains": 0.9, "lake": 0.93,
-                "field": 0.88}
+_HORIZON = {"beach": 0.5, "forest": 0.6, "city": 0.66, "desert": 0.55, "mountains": 0.6, "lake": 0.46, "field": 0.52}
+_GROUND_LINE = {
+    "beach": 0.88,
+    "forest": 0.9,
+    "city": 0.9,
+    "desert": 0.88,
+    "mountains": 0.9,
+    "lake": 0.93,
+    "field": 0.88,
+}
 _WATER_LINE = {"beach": 0.64, "lake": 0.74}
 _X = {"left": 0.2, "centre": 0.5, "right": 0.8}
 # Large enough to be made out at the model's 96 px: an object spans 40-50 px of it.
@@ -512,7 +520,9 @@ def _render_photo(scene: PhotoScene, size: tuple[int, int], rng: random.Random) 
         # Snow lies on flat ground: whiten the place layer below the horizon.
         snow = Image.new("RGBA", size, (242, 244, 248, 255))
         snow.putalpha(ground.getchannel("A"))
-        ground = Image.composite(snow, ground, _row_mask(frame, lambda v: np.clip((v - horizon + 0.04) / 0.08, 0, 1) * 0.85))
+        ground = Image.composite(
+            snow, ground, _row_mask(frame, lambda v: np.clip((v - horizon + 0.04) / 0.08, 0, 1) * 0.85)
+        )
     image.alpha_composite(_lit(ground, light))
     image.alpha_composite(lamps)
     objects = Image.new("RGBA", size, (0, 0, 0, 0))
@@ -528,7 +538,9 @@ def _render_photo(scene: PhotoScene, size: tuple[int, int], rng: random.Random) 
     # Weather over everything: fog thickest far away, rain streaks, falling snow.
     if scene.weather == "fog":
         fog = Image.new("RGB", size, _FOG[scene.time])
-        image = Image.composite(fog, image, _row_mask(frame, lambda v: 0.62 - 0.3 * np.clip((v - horizon) / 0.45, 0, 1)))
+        image = Image.composite(
+            fog, image, _row_mask(frame, lambda v: 0.62 - 0.3 * np.clip((v - horizon) / 0.45, 0, 1))
+        )
     elif scene.weather == "rain":
         image = Image.blend(image, image.convert("L").convert("RGB"), 0.3)
         streaks = Image.new("L", size, 0)
@@ -537,8 +549,11 @@ def _render_photo(scene: PhotoScene, size: tuple[int, int], rng: random.Random) 
         for _ in range(conditions.randint(70, 110)):
             u, v = conditions.uniform(frame.u0, frame.u1), conditions.uniform(frame.v0, frame.v1)
             length = conditions.uniform(0.05, 0.09)
-            streak_draw.line(frame.poly([(u, v), (u - slant * length, v + length)]), fill=conditions.randint(100, 165),
-                             width=frame.px(0.006))
+            streak_draw.line(
+                frame.poly([(u, v), (u - slant * length, v + length)]),
+                fill=conditions.randint(100, 165),
+                width=frame.px(0.006),
+            )
         image = Image.composite(Image.new("RGB", size, _shade((215, 220, 230), light[0])), image, streaks)
     elif scene.weather == "snow":
         flakes = Image.new("L", size, 0)
@@ -570,8 +585,9 @@ def _light_table(light: tuple[float, ...]) -> list[int]:
     return [min(255, round(i * c)) for c in light for i in range(256)] + list(range(256))
 
 
-def _draw_sky_object(draw: ImageDraw.ImageDraw, frame: _Frame, thing: Thing, scene: PhotoScene,
-                     rng: random.Random) -> None:
+def _draw_sky_object(
+    draw: ImageDraw.ImageDraw, frame: _Frame, thing: Thing, scene: PhotoScene, rng: random.Random
+) -> None:
     u = rng.choice((0.2, 0.8)) + rng.uniform(-0.06, 0.06)
     v = rng.uniform(0.1, 0.17)
     if thing.object == "sun":
@@ -588,8 +604,14 @@ def _draw_sky_object(draw: ImageDraw.ImageDraw, frame: _Frame, thing: Thing, sce
             draw.ellipse(frame.box(u + du - cr, v + dv - cr, u + du + cr, v + dv + cr), fill=(200, 200, 185, 255))
 
 
-def _draw_place(draw: ImageDraw.ImageDraw, lamps: ImageDraw.ImageDraw, frame: _Frame, scene: PhotoScene,
-                rng: random.Random, conditions: random.Random) -> None:
+def _draw_place(
+    draw: ImageDraw.ImageDraw,
+    lamps: ImageDraw.ImageDraw,
+    frame: _Frame,
+    scene: PhotoScene,
+    rng: random.Random,
+    conditions: random.Random,
+) -> None:
     """The ground and the far background of a place, in its own colours (lit later)."""
     horizon = _HORIZON[scene.place]
     left, right, bottom = frame.u0 - 0.01, frame.u1 + 0.01, frame.v1 + 0.01
@@ -611,15 +633,23 @@ def _draw_place(draw: ImageDraw.ImageDraw, lamps: ImageDraw.ImageDraw, frame: _F
         hills, water, bank = j((45, 95, 55)), j((45, 95, 140)), j((80, 140, 65))
         for _ in range(5):
             u, r = rng.uniform(left, right), rng.uniform(0.15, 0.3)
-            draw.ellipse(frame.box(u - r, horizon - r * 0.45, u + r, horizon + r * 0.45), fill=_shade(hills, rng.uniform(0.8, 1.1)))
+            draw.ellipse(
+                frame.box(u - r, horizon - r * 0.45, u + r, horizon + r * 0.45),
+                fill=_shade(hills, rng.uniform(0.8, 1.1)),
+            )
         draw.rectangle(frame.box(left, horizon, right, bottom), fill=water)
         for k in range(5):
             v = horizon + 0.04 + k * 0.05
             u = rng.uniform(0, 0.8)
-            draw.line(frame.poly([(u, v), (u + rng.uniform(0.1, 0.25), v)]), fill=_mix(water, (220, 235, 245), 0.3),
-                      width=frame.px(0.006))
-        draw.polygon(frame.poly([(left, 0.84), (0.3, 0.82), (0.7, 0.845), (right, 0.83), (right, bottom), (left, bottom)]),
-                     fill=bank)
+            draw.line(
+                frame.poly([(u, v), (u + rng.uniform(0.1, 0.25), v)]),
+                fill=_mix(water, (220, 235, 245), 0.3),
+                width=frame.px(0.006),
+            )
+        draw.polygon(
+            frame.poly([(left, 0.84), (0.3, 0.82), (0.7, 0.845), (right, 0.83), (right, bottom), (left, bottom)]),
+            fill=bank,
+        )
     elif scene.place == "forest":
         floor = j((60, 95, 40))
         draw.rectangle(frame.box(left, horizon - 0.02, right, bottom), fill=floor)
@@ -668,25 +698,53 @@ def _draw_place(draw: ImageDraw.ImageDraw, lamps: ImageDraw.ImageDraw, frame: _F
             shade = _shade(rock, rng.uniform(0.8, 1.15))
             draw.polygon(frame.poly([(u, peak), (u - w, base), (u + w, base)]), fill=shade)
             cap = 0.3
-            draw.polygon(frame.poly([(u, peak), (u - w * cap, peak + h * cap), (u - w * cap * 0.3, peak + h * cap * 0.8),
-                                     (u + w * cap * 0.2, peak + h * cap * 0.95), (u + w * cap, peak + h * cap)]),
-                         fill=(238, 240, 245))
-        draw.polygon(frame.poly([(left, horizon + 0.02), (0.4, horizon - 0.01), (right, horizon + 0.03), (right, bottom),
-                                 (left, bottom)]), fill=meadow)
+            draw.polygon(
+                frame.poly(
+                    [
+                        (u, peak),
+                        (u - w * cap, peak + h * cap),
+                        (u - w * cap * 0.3, peak + h * cap * 0.8),
+                        (u + w * cap * 0.2, peak + h * cap * 0.95),
+                        (u + w * cap, peak + h * cap),
+                    ]
+                ),
+                fill=(238, 240, 245),
+            )
+        draw.polygon(
+            frame.poly(
+                [
+                    (left, horizon + 0.02),
+                    (0.4, horizon - 0.01),
+                    (right, horizon + 0.03),
+                    (right, bottom),
+                    (left, bottom),
+                ]
+            ),
+            fill=meadow,
+        )
     elif scene.place == "field":
         crop = j(rng.choice(((185, 175, 70), (125, 165, 60))))
         draw.rectangle(frame.box(left, horizon, right, bottom), fill=crop)
         draw.rectangle(frame.box(left, horizon - 0.015, right, horizon + 0.005), fill=(50, 90, 45))
         vanish = rng.uniform(0.3, 0.7)
         for k in range(-8, 9):
-            draw.line(frame.poly([(vanish, horizon), (vanish + k * 0.22, bottom)]), fill=_shade(crop, 0.78),
-                      width=frame.px(0.008))
+            draw.line(
+                frame.poly([(vanish, horizon), (vanish + k * 0.22, bottom)]),
+                fill=_shade(crop, 0.78),
+                width=frame.px(0.008),
+            )
     else:
         raise ValueError(f"unknown place {scene.place!r}; expected one of {PLACES}")
 
 
-def _draw_object(draw: ImageDraw.ImageDraw, lamps: ImageDraw.ImageDraw, frame: _Frame, thing: Thing,
-                 scene: PhotoScene, rng: random.Random) -> None:
+def _draw_object(
+    draw: ImageDraw.ImageDraw,
+    lamps: ImageDraw.ImageDraw,
+    frame: _Frame,
+    thing: Thing,
+    scene: PhotoScene,
+    rng: random.Random,
+) -> None:
     """A foreground object standing on the ground (a boat: floating), coloured as its caption says."""
     colour = tuple(round(c) for c in _jitter_colour(COLOURS[thing.colour], rng))
     x = _X[thing.position] + rng.uniform(-0.035, 0.035)
@@ -697,13 +755,15 @@ def _draw_object(draw: ImageDraw.ImageDraw, lamps: ImageDraw.ImageDraw, frame: _
     if thing.object == "boat":
         w = 0.38
         deck = base - 0.34 * h
-        draw.polygon(frame.poly([(x - w / 2, deck), (x + w / 2, deck), (x + w * 0.36, base), (x - w * 0.36, base)]),
-                     fill=colour)
+        draw.polygon(
+            frame.poly([(x - w / 2, deck), (x + w / 2, deck), (x + w * 0.36, base), (x - w * 0.36, base)]), fill=colour
+        )
         draw.line(frame.poly([(x - 0.01, deck), (x - 0.01, base - h)]), fill=dark, width=frame.px(0.012))
         sail = _mix(colour, (250, 250, 250), 0.25)
         draw.polygon(frame.poly([(x, base - h * 0.96), (x, deck - 0.02), (x + w * 0.42, deck - 0.02)]), fill=sail)
-        draw.polygon(frame.poly([(x - 0.02, base - h * 0.85), (x - 0.02, deck - 0.02), (x - w * 0.3, deck - 0.02)]),
-                     fill=sail)
+        draw.polygon(
+            frame.poly([(x - 0.02, base - h * 0.85), (x - 0.02, deck - 0.02), (x - w * 0.3, deck - 0.02)]), fill=sail
+        )
     elif thing.object == "house":
         w = 0.34
         wall_top = base - 0.6 * h
@@ -727,19 +787,43 @@ def _draw_object(draw: ImageDraw.ImageDraw, lamps: ImageDraw.ImageDraw, frame: _
         w = 0.4
         body_top = base - 0.58 * h
         draw.rectangle(frame.box(x - w / 2, body_top, x + w / 2, base - 0.18 * h), fill=colour)
-        draw.polygon(frame.poly([(x - w * 0.3, body_top), (x + w * 0.3, body_top), (x + w * 0.2, base - h),
-                                 (x - w * 0.22, base - h)]), fill=colour)
+        draw.polygon(
+            frame.poly(
+                [(x - w * 0.3, body_top), (x + w * 0.3, body_top), (x + w * 0.2, base - h), (x - w * 0.22, base - h)]
+            ),
+            fill=colour,
+        )
         glass = (150, 175, 195)
-        draw.polygon(frame.poly([(x - w * 0.22, body_top - 0.01), (x - 0.01, body_top - 0.01), (x - 0.01, base - h + 0.025),
-                                 (x - w * 0.17, base - h + 0.025)]), fill=glass)
-        draw.polygon(frame.poly([(x + 0.01, body_top - 0.01), (x + w * 0.22, body_top - 0.01),
-                                 (x + w * 0.15, base - h + 0.025), (x + 0.01, base - h + 0.025)]), fill=glass)
+        draw.polygon(
+            frame.poly(
+                [
+                    (x - w * 0.22, body_top - 0.01),
+                    (x - 0.01, body_top - 0.01),
+                    (x - 0.01, base - h + 0.025),
+                    (x - w * 0.17, base - h + 0.025),
+                ]
+            ),
+            fill=glass,
+        )
+        draw.polygon(
+            frame.poly(
+                [
+                    (x + 0.01, body_top - 0.01),
+                    (x + w * 0.22, body_top - 0.01),
+                    (x + w * 0.15, base - h + 0.025),
+                    (x + 0.01, base - h + 0.025),
+                ]
+            ),
+            fill=glass,
+        )
         r = 0.2 * h
         for wx in (x - w * 0.3, x + w * 0.3):
             draw.ellipse(frame.box(wx - r, base - 2 * r, wx + r, base), fill=(22, 22, 24))
         if night:
-            lamps.ellipse(frame.box(x + w / 2 - 0.03, body_top + 0.01, x + w / 2 + 0.005, body_top + 0.04),
-                          fill=(255, 240, 170, 255))
+            lamps.ellipse(
+                frame.box(x + w / 2 - 0.03, body_top + 0.01, x + w / 2 + 0.005, body_top + 0.04),
+                fill=(255, 240, 170, 255),
+            )
     elif thing.object == "person":
         legs = (45, 45, 65)
         hip = base - 0.45 * h
@@ -750,8 +834,17 @@ def _draw_object(draw: ImageDraw.ImageDraw, lamps: ImageDraw.ImageDraw, frame: _
         c = 0.13 * h  # half the width of the shoulders
         draw.rectangle(frame.box(x - c, shoulder, x + c, hip + 0.01), fill=colour)
         for side in (-1, 1):
-            draw.polygon(frame.poly([(x + side * c, shoulder), (x + side * (c + 0.07 * h), hip - 0.03),
-                                     (x + side * (c + 0.03 * h), hip), (x + side * c, shoulder + 0.1 * h)]), fill=colour)
+            draw.polygon(
+                frame.poly(
+                    [
+                        (x + side * c, shoulder),
+                        (x + side * (c + 0.07 * h), hip - 0.03),
+                        (x + side * (c + 0.03 * h), hip),
+                        (x + side * c, shoulder + 0.1 * h),
+                    ]
+                ),
+                fill=colour,
+            )
         r = 0.1 * h
         draw.ellipse(frame.box(x - r, shoulder - 2 * r - 0.005, x + r, shoulder - 0.005), fill=(228, 188, 150))
     else:
@@ -823,9 +916,7 @@ def _background(texture: str, bg: tuple, width: int, height: int, rng: random.Ra
     return pixels
 
 
-def _shape_mask(
-    shape: str, cx: float, cy: float, radius: float, degrees: float, width: int, height: int
-) -> np.ndarray:
+def _shape_mask(shape: str, cx: float, cy: float, radius: float, degrees: float, width: int, height: int) -> np.ndarray:
     """Coverage of the shape per pixel, 0..1, anti-aliased by supersampling."""
     s = _SUPERSAMPLE
     mask = Image.new("L", (width * s, height * s), 0)
@@ -845,9 +936,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
         points = [(-half, -half), (half, -half), (half, half), (-half, half)]
     elif shape == "triangle":
         # Circumradius a little above r so its area is not much smaller than the circle's.
-        points = [
-            (1.15 * r * math.sin(t), -1.15 * r * math.cos(t)) for t in (0, 2 * math.pi / 3, 4 * math.pi / 3)
-        ]
+        points = [(1.15 * r * math.sin(t), -1.15 * r * math.cos(t)) for t in (0, 2 * math.pi / 3, 4 * math.pi / 3)]
     elif shape == "star":
         points = []
         for k in range(10):
@@ -857,9 +946,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
     elif shape == "cross":
         a, b = r, 0.34 * r
         arm = [(-b, -a), (b, -a), (b, -b)]  # the top arm, then the same a quarter turn on, three times
-        points = [
-            (x * c - y * s, x * s + y * c) for c, s in ((1, 0), (0, 1), (-1, 0), (0, -1)) for x, y in arm
-        ]
+        points = [(x * c - y * s, x * s + y * c) for c, s in ((1, 0), (0, 1), (-1, 0), (0, -1)) for x, y in arm]
     else:
         raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
     cos, sin = math.cos(angle), math.sin(angle)
@@ -922,14 +1009,16 @@ def _write(out: Path, scenes: list[Scene], rngs: list[random.Random], variants: 
                 image.save(out / name, "JPEG", quality=quality)
             else:
                 image.save(out / name, "PNG")
-            records.append({
-                "file": name,
-                "caption": caption(shown),
-                "group": group,
-                "variant": variant_name,
-                "held_out": is_held_out(shown),
-                **attributes(shown),
-            })
+            records.append(
+                {
+                    "file": name,
+                    "caption": caption(shown),
+                    "group": group,
+                    "variant": variant_name,
+                    "held_out": is_held_out(shown),
+                    **attributes(shown),
+                }
+            )
     with open(out / "captions.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(record) + "\n" for record in records)
     return records
@@ -955,14 +1044,19 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help="also render each photo scene at these times or weathers, e.g. night,snow,day/rain",
     )
-    parser.add_argument("--split", choices=SPLITS, default="all",
-                        help="all scenes, only those seen in training, or only held-out ones (default all)")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="all scenes, only those seen in training, or only held-out ones (default all)",
+    )
     parser.add_argument("--photo-share", type=float, default=0.8, help="share of photo scenes (default 0.8)")
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v.strip()]
     try:
-        records = generate_library(args.out_dir, args.count, args.seed, variants=variants, split=args.split,
-                                   photo_share=args.photo_share)
+        records = generate_library(
+            args.out_dir, args.count, args.seed, variants=variants, split=args.split, photo_share=args.photo_share
+        )
     except ValueError as exc:
         parser.error(str(exc))
     print(f"wrote {len(records)} images and captions.jsonl to {args.out_dir} (seed {args.seed})")

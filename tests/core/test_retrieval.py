@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from clipsearch import Library
-from clipsearch.world import synthetic as world
 from clipsearch.imaging.decode import open_image
+from clipsearch.world import synthetic as world
 from clipsearch.world.synthetic import Thing, query_text, record_matches
 from tests.conftest import HELD_OUT_SEED
 

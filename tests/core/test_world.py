@@ -1,4 +1,4 @@
-"""The generated world (clipsearch.world.synthetic): repeatable, truthful records, variants, held-out combinations, CLI."""
+"""The generated world (clipsearch.world.synthetic): repeatable, truthful records, variants, held-out sets, CLI."""
 
 from __future__ import annotations
 
@@ -64,15 +64,22 @@ def test_captions_are_plain_words_that_fit_the_text_tower():
 
     register_tiny_model()
     tokenizer = open_clip.get_tokenizer("clipsearch-tiny")
-    longest = PhotoScene("mountains", "sunset", "snow", (
-        Thing("person", "orange", "left"), Thing("person", "purple", "right"), Thing("sun", None, "sky")))
+    longest = PhotoScene(
+        "mountains",
+        "sunset",
+        "snow",
+        (Thing("person", "orange", "left"), Thing("person", "purple", "right"), Thing("sun", None, "sky")),
+    )
     text = world.caption(longest)
-    assert text == ("an orange person on the left and a purple person on the right in the mountains at sunset"
-                    " in the snow with the sun")
+    assert text == (
+        "an orange person on the left and a purple person on the right in the mountains at sunset"
+        " in the snow with the sun"
+    )
     assert int((tokenizer([text])[0] != 0).sum()) <= tokenizer.context_length
     assert world.caption(PhotoScene("lake", "night", "clear", ())) == "a lake at night"
     assert world.caption(PhotoScene("lake", "day", "fog", (Thing("boat", "red", "left"),))) == (
-        "a red boat on the left on a lake by day in the fog")
+        "a red boat on the left on a lake by day in the fog"
+    )
 
 
 def object_pixels(scene: PhotoScene, size=(200, 150), seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -158,13 +165,21 @@ def test_held_out_combinations_never_appear_in_the_seen_split_and_always_in_the_
     assert any(isinstance(s, ShapeScene) for s in unseen)
     # every held-out value is seen in other combinations, so an unseen scene is new only as a combination
     for place, time, obj in world.HELD_OUT_PLACE_TIME_OBJECT:
-        assert any(s.place == place and any(t.object == obj for t in s.things) for s in seen if isinstance(s, PhotoScene))
+        assert any(
+            s.place == place and any(t.object == obj for t in s.things) for s in seen if isinstance(s, PhotoScene)
+        )
         assert any(s.time == time and any(t.object == obj for t in s.things) for s in seen if isinstance(s, PhotoScene))
 
 
 def test_query_words_and_record_matching_agree_on_one_object():
-    record = world.attributes(PhotoScene("lake", "night", "snow", (
-        Thing("boat", "white", "left"), Thing("house", "red", "right"), Thing("moon", None, "sky"))))
+    record = world.attributes(
+        PhotoScene(
+            "lake",
+            "night",
+            "snow",
+            (Thing("boat", "white", "left"), Thing("house", "red", "right"), Thing("moon", None, "sky")),
+        )
+    )
     assert world.record_matches(record, object="boat", colour="white")
     assert not world.record_matches(record, object="boat", colour="red")  # red belongs to the house
     assert world.record_matches(record, object="house", position="right", place="lake", time="night")
@@ -192,8 +207,22 @@ def test_rendering_is_fast_enough_for_the_demo(tmp_path):
 def test_command_line_writes_a_library(tmp_path):
     out = tmp_path / "lib"
     done = subprocess.run(
-        [sys.executable, "-m", "clipsearch.world.synthetic", str(out), "--count", "4", "--seed", "2", "--variants",
-         "night,fog"], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "clipsearch.world.synthetic",
+            str(out),
+            "--count",
+            "4",
+            "--seed",
+            "2",
+            "--variants",
+            "night,fog",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "images and captions.jsonl" in done.stdout
     records = [json.loads(line) for line in (out / "captions.jsonl").read_text().splitlines()]
