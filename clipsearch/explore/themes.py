@@ -31,9 +31,13 @@ TOP_LABELS = 3
 
 
 def candidate_counts(count: int) -> list[int]:
-    """The numbers of themes tried for ``count`` photos: up to about sqrt(count), at most ``MAX_THEMES``."""
+    """The numbers of themes tried for ``count`` photos: from half the rule of thumb sqrt(count / 2) up to about
+    sqrt(count), at most ``MAX_THEMES``. Silhouette alone favours the coarsest split (on the demo's 300 scenes:
+    0.36 for 2 themes, photo scenes against shape scenes, 0.17-0.21 for 6-17), which names nothing a person would
+    call a theme."""
     ceiling = min(MAX_THEMES, max(2, int(math.sqrt(count))), count - 1)
-    return [k for k in CANDIDATE_COUNTS if k <= ceiling]
+    floor = min(ceiling, max(2, math.ceil(math.sqrt(count / 2) / 2)))
+    return [k for k in CANDIDATE_COUNTS if floor <= k <= ceiling]
 
 
 def cluster(vectors: np.ndarray, count: int | None = None, seed: int = 0) -> np.ndarray:

@@ -123,6 +123,7 @@ def test_environment_variables_stand_in_for_options(indexed, tmp_path):
         (["index", "{photos}", "--index", "{index}", "--model", "ViT-B-32"], 1, "cannot be mixed"),
         (["index", "--index", "{missing}"], 1, "no index at"),  # without folders: refresh an existing index
         (["synthetic", "{new}", "--count", "0"], 2, "--count"),
+        (["synthetic", "{new}", "--variants", "midnight"], 2, "bad variant 'midnight'"),
     ],
 )
 def test_bad_arguments_get_one_clear_line(indexed, tmp_path, args, code, message):
@@ -139,6 +140,19 @@ def test_synthetic_writes_images_and_captions(tmp_path):
     assert result.exit_code == 0, result.output
     captions = read_captions(tmp_path / "s")
     assert len(captions) == 6 and all((tmp_path / "s" / name).is_file() for name in captions)
+
+
+def test_synthetic_renders_each_photo_scene_again_at_night_when_asked(tmp_path):
+    result = run("synthetic", tmp_path / "s", "--count", "5", "--seed", "3", "--variants", "night",
+                 "--photo-share", "1")
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "s" / "captions.jsonl") as handle:
+        records = [json.loads(line) for line in handle]
+    groups = {r["group"] for r in records}
+    assert len(groups) == 5 and all(r["kind"] == "photo" for r in records)
+    for group in groups:  # every scene has a night render (itself, when it already was at night)
+        assert any(r["group"] == group and r["time"] == "night" for r in records)
+    assert any(r["variant"] == "night" and "at night" in r["caption"] for r in records)
 
 
 def test_installed_entry_point_runs_as_a_subprocess(indexed):
