@@ -97,8 +97,9 @@ def explore_panels(explore: ExploreService, switch: gr.Radio) -> ExploreViews:
             threshold = gr.Slider(0.80, 1.0, value=DUPLICATE_THRESHOLD, step=0.005, label="Similarity threshold",
                                   info="Higher: only near-identical copies. Lower: looser ones (pixels are "
                                        "checked either way).", elem_id="dup-threshold", scale=3)
-            export_csv = gr.DownloadButton("Export CSV", elem_id="dup-csv", scale=1)
-            export_json = gr.DownloadButton("Export JSON", elem_id="dup-json", scale=1)
+            with gr.Column(scale=1, min_width=160):
+                export_csv = gr.DownloadButton("Export the list (CSV)", elem_id="dup-csv", size="sm")
+                export_json = gr.DownloadButton("Export the list (JSON)", elem_id="dup-json", size="sm")
         summary = gr.Markdown(elem_id="dup-summary")
         groups_html = gr.HTML("", js_on_load=DUPLICATES_JS, elem_id="dup-groups", apply_default_css=False)
     with gr.Column(visible=False, elem_id="explore-outliers-panel") as panels["outliers"]:
@@ -175,11 +176,14 @@ def wire_explore(explore: ExploreService, views: ExploreViews, results, guard: C
 
     views.theme_cards.select(on_card, views.themes, results.shown, **private).then(
         None, None, None, js=SCROLL_TO_RESULTS)
-    views.threshold.release(load_duplicates, views.threshold, duplicate_outputs, **private)
+    # A slider's change comes while it is dragged and from its number box: the last one is answered.
+    views.threshold.change(load_duplicates, views.threshold, duplicate_outputs, trigger_mode="always_last",
+                           **private)
     def on_group(groups, evt: gr.EventData):
         return show(guard(explore.group_photos, groups, (evt._data or {}).get("group")))
 
     views.duplicates.showgroup(on_group, views.groups, results.shown, **private).then(None, None, None, js=SCROLL_TO_RESULTS)
-    views.outliers_top.release(load_outliers, views.outliers_top, results.shown, **private)
+    views.outliers_top.change(load_outliers, views.outliers_top, results.shown, trigger_mode="always_last",
+                              **private)
     # The gallery's photos are ringed on the map: its ids after every listing.
     results.hits.change(lambda ids: list(ids or []), results.hits, views.hits, queue=False, **private)

@@ -32,8 +32,8 @@
         <button type="button" data-mode="box" aria-pressed="true">▭ Box</button>
         <button type="button" data-mode="lasso" aria-pressed="false">◌ Lasso</button>
         <button type="button" data-mode="pan" aria-pressed="false">✥ Pan</button>
-        <button type="button" data-act="in" aria-label="Zoom in">＋</button>
-        <button type="button" data-act="out" aria-label="Zoom out">－</button>
+        <button type="button" data-act="in">Zoom in</button>
+        <button type="button" data-act="out">Zoom out</button>
         <button type="button" data-act="reset">Reset view</button>
         <span class="map-count" aria-live="polite"></span>
       </div>
@@ -87,7 +87,7 @@
     const ctx = size(parts.points, g);
     ctx.clearRect(0, 0, g.w, g.h);
     const n = state.n, x = state.x, y = state.y, group = state.group;
-    const dot = n > 20000 ? 2 : n > 2000 ? 3 : 5;
+    const dot = (n > 20000 ? 2 : n > 2000 ? 3 : n > 300 ? 5 : 8) * Math.min(2, Math.sqrt(state.zoom));
     const half = dot / 2;
     const dim = state.hits.size > 0;
     ctx.globalAlpha = dim ? 0.3 : 0.85;
@@ -129,7 +129,7 @@
     host.dataset.draws = String(state.draws);
     host.dataset.drawMs = state.lastMs.toFixed(1);
     parts.count.textContent = n ? `${n.toLocaleString()} photos` + (visible < n ? `, ${visible.toLocaleString()} in view` : "")
-      + (state.hits.size ? ` · ${state.hits.size} search hits ringed` : "") : "";
+      + (state.hits.size ? ` · ${state.hits.size} in the gallery, ringed` : "") : "";
   }
 
   function redraw() { // at most once per frame
@@ -373,6 +373,7 @@
     load, draw, state,
   };
 
+  state.hits = new Set(window.clipsearchHits || []);
   window.addEventListener("clipsearch-hits", (event) => {
     state.hits = new Set(event.detail || []);
     if (state.n) redraw();
