@@ -74,7 +74,7 @@ class ExploreService:
         colour_by = (colour_by or "theme").strip().lower()
         if colour_by not in COLOUR_BY:
             raise QueryError(f"colour the map by one of {', '.join(COLOUR_BY)}, not {colour_by!r}")
-        points = self.library.map(labels=parse_labels(labels))
+        points = self._mapped(labels)
         if not points:
             return {"ids": [], "x": [], "y": [], "group": [], "legend": [], "by": colour_by}
         xs, ys = [p.x for p in points], [p.y for p in points]
@@ -102,7 +102,15 @@ class ExploreService:
     def map_api(self, labels: str | None = None) -> list[dict]:
         """``/map``: every photo's id, file name, coordinates and theme, in id order (``Library.map``)."""
         return [{"id": p.id, "name": os.path.basename(p.path), "x": round(p.x, 4), "y": round(p.y, 4),
-                 "theme": p.theme} for p in self.library.map(labels=parse_labels(labels))]
+                 "theme": p.theme} for p in self._mapped(labels)]
+
+    def _mapped(self, labels: str | None) -> list:
+        """``Library.map`` without rows that point outside the indexed folders (a catalog edited behind the
+        app's back): a cheap check on the path's text, for every point; whatever is shown larger than a point
+        is checked in full when its thumbnail is made."""
+        roots = [r.rstrip(os.sep) + os.sep for r in self.library.roots()]
+        return [p for p in self.library.map(labels=parse_labels(labels))
+                if any(p.path.startswith(r) for r in roots)]
 
     def selection(self, ids, how: str = "selected on the map") -> Outcome:
         """The photos of a map selection, in the order the map gave them (ids the catalog no longer has are
@@ -114,8 +122,8 @@ class ExploreService:
     def themes(self, labels: str | None = None) -> list[Theme]:
         return self.library.themes(labels=parse_labels(labels))
 
-    def theme_cards(self, labels: str | None = None) -> list[ThemeCard]:
-        themes = self.themes(labels)
+    def theme_cards(self, labels: str | None = None, themes: list[Theme] | None = None) -> list[ThemeCard]:
+        themes = self.themes(labels) if themes is None else themes
         thumbs = self.service.thumbnails([t.representative_id for t in themes])
         return [ThemeCard(t.name, t.ids, t.representative_id, thumbs.get(t.representative_id)) for t in themes]
 
@@ -126,14 +134,12 @@ class ExploreService:
         return self.service.listed(ids, f"the theme “{card.name}”, its most typical photo first")
 
     def themes_api(self, labels: str | None = None) -> list[dict]:
-        """``/themes``: each theme's name, size, photo ids and representative (with its thumbnail), largest
-        first (``Library.themes``)."""
-        cards = self.theme_cards(labels)
-        themes = {t.name: t for t in self.themes(labels)}
+        """``/themes``: each theme's name, size, photo ids and representative (with its thumbnail, ``None`` when
+        it cannot be shown), largest first (``Library.themes``)."""
+        themes = self.themes(labels)
         return [{"name": c.name, "size": len(c.ids), "ids": list(c.ids), "representative_id": c.representative_id,
-                 "thumbnail": _url(c.thumbnail), "labels": [{"label": n, "z": round(z, 4)}
-                                                            for n, z in themes[c.name].labels]}
-                for c in cards]
+                 "thumbnail": _url(c.thumbnail), "labels": [{"label": n, "z": round(z, 4)} for n, z in t.labels]}
+                for t, c in zip(themes, self.theme_cards(themes=themes))]
 
     # -- duplicates ---------------------------------------------------------------------------------------
     def duplicates(self, threshold=None) -> list[DuplicateGroup]:
@@ -150,8 +156,8 @@ class ExploreService:
             members = []
             for rank, file_id in enumerate(group.ids):
                 row = rows.get(file_id)
-                if row is None:
-                    continue
+                if row is None or file_id not in thumbs:
+                    continue  # vanished, or refused (outside the indexed folders): never shown
                 members.append({"id": file_id, "name": os.path.basename(row.path), "file": row.path,
                                 "width": row.width, "height": row.height, "bytes": row.size, "keep": rank == 0,
                                 "thumbnail": _url(thumbs.get(file_id))})
@@ -243,7 +249,7 @@ class ExploreService:
         found = self.library.outliers(top=self._top(top))
         thumbs = self.service.thumbnails([o.id for o in found])
         return [{"id": o.id, "name": os.path.basename(o.path), "score": round(o.score, 6),
-                 "thumbnail": _url(thumbs.get(o.id))} for o in found]
+                 "thumbnail": _url(thumbs[o.id])} for o in found if o.id in thumbs]
 
     @staticmethod
     def _top(top) -> int:
@@ -259,7 +265,8 @@ def _categories(keys: list[str], name=lambda key: key) -> tuple[list[int], list[
     ordered = [key for key, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     shown = ordered[:len(PALETTE)] if len(ordered) <= len(PALETTE) else ordered[:len(PALETTE) - 1]
     index = {key: n for n, key in enumerate(shown)}
-    legend = [{"name": name(key) or "(none)", "colour": PALETTE[n], "count": counts[key]} for n, key in enumerate(shown)]
+    legend = [{"name": name(key) or "(none)", "colour": PALETTE[n], "count": counts[key]}
+              for n, key in enumerate(shown)]
     if len(shown) < len(ordered):
         legend.append({"name": f"{len(ordered) - len(shown)} others", "colour": OTHER,
                        "count": sum(counts[k] for k in ordered[len(shown):])})

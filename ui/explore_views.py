@@ -182,7 +182,8 @@ def wire_explore(explore: ExploreService, views: ExploreViews, results, guard: C
     def on_group(groups, evt: gr.EventData):
         return show(guard(explore.group_photos, groups, (evt._data or {}).get("group")))
 
-    views.duplicates.showgroup(on_group, views.groups, results.shown, **private).then(None, None, None, js=SCROLL_TO_RESULTS)
+    views.duplicates.showgroup(on_group, views.groups, results.shown, **private).then(
+        None, None, None, js=SCROLL_TO_RESULTS)
     views.outliers_top.change(load_outliers, views.outliers_top, results.shown, trigger_mode="always_last",
                               **private)
     # The gallery's photos are ringed on the map: its ids after every listing.

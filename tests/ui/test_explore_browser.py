@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui.test_browser import (  # noqa: F401  (browser: the module's Chromium, a fixture)
-    browser,
+from tests.ui.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     gallery_names,
     open_page,
     search,
@@ -25,6 +26,16 @@ from tests.ui.test_browser import (  # noqa: F401  (browser: the module's Chromi
 
 pytestmark = pytest.mark.browser
 MAP = "#explore-map [data-points]"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture
