@@ -108,9 +108,12 @@ class ExploreService:
         """``Library.map`` without rows that point outside the indexed folders (a catalog edited behind the
         app's back): a cheap check on the path's text, for every point; whatever is shown larger than a point
         is checked in full when its thumbnail is made."""
-        roots = [r.rstrip(os.sep) + os.sep for r in self.library.roots()]
-        return [p for p in self.library.map(labels=parse_labels(labels))
-                if any(p.path.startswith(r) for r in roots)]
+        inside = self._inside_roots()
+        return [p for p in self.library.map(labels=parse_labels(labels)) if inside(p.path)]
+
+    def _inside_roots(self):
+        roots = tuple(r.rstrip(os.sep) + os.sep for r in self.library.roots())
+        return lambda path: path.startswith(roots)
 
     def selection(self, ids, how: str = "selected on the map") -> Outcome:
         """The photos of a map selection, in the order the map gave them (ids the catalog no longer has are
@@ -136,9 +139,10 @@ class ExploreService:
     def themes_api(self, labels: str | None = None) -> list[dict]:
         """``/themes``: each theme's name, size, photo ids and representative (with its thumbnail, ``None`` when
         it cannot be shown), largest first (``Library.themes``)."""
-        themes = self.themes(labels)
-        return [{"name": c.name, "size": len(c.ids), "ids": list(c.ids), "representative_id": c.representative_id,
-                 "thumbnail": _url(c.thumbnail), "labels": [{"label": n, "z": round(z, 4)} for n, z in t.labels]}
+        themes, inside = self.themes(labels), self._inside_roots()
+        return [{"name": c.name, "size": len(c.ids), "ids": [i for i, p in zip(t.ids, t.paths) if inside(p)],
+                 "representative_id": c.representative_id, "thumbnail": _url(c.thumbnail),
+                 "labels": [{"label": n, "z": round(z, 4)} for n, z in t.labels]}
                 for t, c in zip(themes, self.theme_cards(themes=themes))]
 
     # -- duplicates ---------------------------------------------------------------------------------------
