@@ -161,7 +161,8 @@ def build_app(library: Library, settings: AppSettings = AppSettings()) -> gr.Blo
         app.clipsearch_service = service  # launch() reads the thumbnail folder and warms the model through it
         explore = ExploreService(service)
         with gr.Row(elem_id="title-bar"):
-            gr.Markdown(f"# {settings.title}\nFind photos by words, by an example image, or both; or explore.")
+            gr.Markdown(f"# {settings.title}\nFind photos by words, by an example image, or both; or explore.",
+                        elem_id="title")
             switch = view_switch()
         query, button = _search_bar()
         views = explore_panels(explore, switch)
