@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipsearch import DuplicateGroup, QueryError, Theme
-from ui.service import Outcome, SearchService, _human_bytes
+from ui.service import Outcome, SearchService, human_bytes, parse_number
 
 COLOUR_BY = {"theme": "theme", "folder": "folder", "date": "date taken"}
 # Twenty colours that stay apart on white (Tableau 20, reordered so the first ten are the strong ones).
@@ -191,7 +191,7 @@ class ExploreService:
                 figures.append(
                     f"<figure class='dup-member{' dup-keeper' if m['keep'] else ''}' data-id='{m['id']}'>"
                     f"{image}<figcaption>{badge}<b>{html.escape(m['name'])}</b><br>{size} · "
-                    f"{_human_bytes(m['bytes'])}</figcaption></figure>")
+                    f"{human_bytes(m['bytes'])}</figcaption></figure>")
             parts.append(
                 f"<div class='dup-group' data-group='{number}'><div class='dup-head'>group {number + 1} · "
                 f"{len(members)} photos · similarity ≥ {group.similarity:.3f} · "
@@ -331,6 +331,4 @@ def _ids(ids) -> list[int]:
 
 
 def _float(value, what: str, default: float = DUPLICATE_THRESHOLD) -> float:
-    from ui.service import _number
-
-    return _number(value, what, default)
+    return parse_number(value, what, default)

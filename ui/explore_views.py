@@ -124,7 +124,7 @@ def wire_explore(explore: ExploreService, views: ExploreViews, results, guard: C
         return guard(explore.map_data, colour_by, labels)
 
     def load_themes(labels):
-        cards = guard(explore.theme_cards, labels)
+        cards = [c for c in guard(explore.theme_cards, labels) if c.thumbnail]  # a card needs its picture
         return [(c.thumbnail, c.caption) for c in cards], cards
 
     def load_duplicates(threshold):

@@ -239,8 +239,8 @@ class SearchService:
                    limit=None) -> dict:
         """One page for the ``/browse`` endpoint: results with app-made thumbnails, and where the next starts."""
         order = self._order(order)
-        offset = int(_number(offset, "offset", 0))
-        limit = int(_number(limit, "limit", self.settings.browse_page))
+        offset = int(parse_number(offset, "offset", 0))
+        limit = int(parse_number(limit, "limit", self.settings.browse_page))
         if offset < 0 or not 1 <= limit <= self.settings.max_api_page:
             raise QueryError(f"the offset must be 0 or more and the limit between 1 and {self.settings.max_api_page}")
         where = self.search_filter(folder, since, until)
@@ -262,7 +262,7 @@ class SearchService:
             )
         if not image:
             return parse_query(text, allow_paths=False)
-        weight = _number(image_weight, "image weight", 1.0)
+        weight = parse_number(image_weight, "image weight", 1.0)
         if weight <= 0:
             raise QueryError("the image weight must be above 0")
         if not text:
@@ -285,12 +285,12 @@ class SearchService:
         return SearchFilter.dated(folder, since, until)
 
     def _limits(self, top_k, min_score) -> tuple[int, float | None]:
-        top_k = int(_number(top_k, "number of results", self.settings.top_k))
+        top_k = int(parse_number(top_k, "number of results", self.settings.top_k))
         if not 1 <= top_k <= self.settings.max_top_k:
             raise QueryError(f"the number of results must be between 1 and {self.settings.max_top_k}")
         if min_score is None or min_score == "":
             return top_k, None
-        return top_k, _number(min_score, "minimum score", self.settings.min_score)
+        return top_k, parse_number(min_score, "minimum score", self.settings.min_score)
 
     @staticmethod
     def _order(order) -> str:
@@ -420,7 +420,7 @@ class SearchService:
         details = (
             f"**{escape_markdown(os.path.basename(row.path))}**  \n"
             f"`{_code(os.path.dirname(row.path))}`  \n"
-            f"{size}{_human_bytes(row.size)} · id {row.id}  \n"
+            f"{size}{human_bytes(row.size)} · id {row.id}  \n"
             f"taken {_iso(taken / 1e9)} · modified {_iso(row.mtime_ns / 1e9)}"
         )
         return str(image), details
@@ -512,7 +512,7 @@ def _describe_filter(where: SearchFilter) -> str:
     return " ".join(parts)
 
 
-def _number(value, what: str, default: float) -> float:
+def parse_number(value, what: str, default: float) -> float:
     if value is None or value == "":
         return float(default)
     try:
@@ -535,7 +535,7 @@ def _day(epoch: float) -> str:
     return _iso(epoch)[:10]
 
 
-def _human_bytes(size: int) -> str:
+def human_bytes(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
         if value < 1024 or unit == "GB":
