@@ -81,6 +81,11 @@ def names_of(archive, ids) -> list[str]:
 def test_the_map_draws_every_photo_and_a_box_selection_fills_the_gallery(page, archive, tmp_path):
     points = open_map(page, archive)
     assert len(points) == archive.library.status().files
+    painted = page.evaluate("""points => { const c = document.querySelector('#explore-map .map-points');
+        const r = c.getBoundingClientRect(), ctx = c.getContext('2d'), k = c.width / r.width;
+        return points.map(([x, y]) => ctx.getImageData(Math.round((x - r.left) * k), Math.round((y - r.top) * k),
+                                                       1, 1).data[3]); }""", list(points.values()))
+    assert all(alpha > 0 for alpha in painted)  # every photo's point is drawn where the map says it is
     legend = page.locator("#explore-map .map-key").all_inner_texts()
     assert {t.name for t in archive.library.themes()} == {text.rsplit(" (", 1)[0].strip() for text in legend}
     shoot(page, tmp_path, "-map")
@@ -112,13 +117,15 @@ def test_a_lasso_selects_the_photos_inside_its_outline(page, archive):
     assert 0 < len(shown) < len(points)
 
 
-def test_clicking_a_point_opens_its_preview(page, archive):
+def test_clicking_a_point_opens_its_preview_and_search_puts_the_map_away(page, archive):
     points = open_map(page, archive)
     target = archive.ids()[archive.odd[0]]
     page.mouse.click(*points[target])
     wait_for_preview_of(page, archive.odd[0])
     page.keyboard.press("Escape")
     page.locator("#preview").wait_for(state="detached")
+    choose_view(page, "Search")  # back to searching: the map is put away
+    page.locator("#explore-map-panel").wait_for(state="hidden")
 
 
 def test_hovering_a_point_shows_its_thumbnail_and_zooming_in_draws_thumbnails(page, archive):
