@@ -240,3 +240,26 @@ def test_the_outliers_view_lists_the_planted_odd_ones_out_first(page, archive):
     assert set(names[:len(archive.odd)]) == set(archive.odd)  # all nine planted ones, before any photo
     scores = [float(label.split("·", 1)[0]) for label in page.locator("#results .caption-label").all_inner_texts()]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_the_explore_views_load_nothing_from_outside_the_app(browser, archive):
+    """Offline: every request the page makes, through all four views, goes to the app itself (no CDN, no fonts
+    from elsewhere)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1050})
+    requested = []
+    context.on("request", lambda request: requested.append(request.url))
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(archive.app.local_url)
+        open_map(page, archive)
+        for view, ready in (("Themes", "#theme-cards button.thumbnail-item"), ("Duplicates", "#dup-groups img"),
+                            ("Odd ones out", "#results img")):
+            choose_view(page, view)
+            page.locator(ready).first.wait_for()
+        page.wait_for_timeout(1000)  # (Gradio keeps a stream open: the network is never idle)
+        own = archive.app.local_url.rstrip("/")
+        outside = [url for url in requested if not url.startswith((own + "/", "data:", "blob:"))]
+        assert outside == [] and len(requested) > 10
+    finally:
+        context.close()
