@@ -45,6 +45,11 @@ def page(browser, archive):
     context.close()
 
 
+def shoot_view(page, tmp_path, suffix: str) -> None:
+    page.mouse.move(2, 2)  # no hover style on the control last clicked
+    shoot(page, tmp_path, suffix)
+
+
 def choose_view(page, label: str) -> None:
     page.locator("#view").get_by_text(label, exact=True).click()
 
@@ -79,6 +84,7 @@ def names_of(archive, ids) -> list[str]:
 
 
 def test_the_map_draws_every_photo_and_a_box_selection_fills_the_gallery(page, archive, tmp_path):
+    search(page, "a yellow triangle")  # its hits ringed on the map (in the screenshot)
     points = open_map(page, archive)
     assert len(points) == archive.library.status().files
     painted = page.evaluate("""points => { const c = document.querySelector('#explore-map .map-points');
@@ -88,7 +94,7 @@ def test_the_map_draws_every_photo_and_a_box_selection_fills_the_gallery(page, a
     assert all(alpha > 0 for alpha in painted)  # every photo's point is drawn where the map says it is
     legend = page.locator("#explore-map .map-key").all_inner_texts()
     assert {t.name for t in archive.library.themes()} == {text.rsplit(" (", 1)[0].strip() for text in legend}
-    shoot(page, tmp_path, "-map")
+    shoot_view(page, tmp_path, "-map")
     xs, ys = sorted(p[0] for p in points.values()), sorted(p[1] for p in points.values())
     left, right = xs[len(xs) // 4] - 1, xs[3 * len(xs) // 4] + 1  # the middle half across, the whole height
     top, bottom = ys[0] - 5, ys[-1] + 5
@@ -164,7 +170,7 @@ def test_a_theme_card_opens_its_photos(page, archive, tmp_path):
     assert cards.count() == len(themes)
     captions = page.locator("#theme-cards .caption-label").all_inner_texts()
     assert captions == [f"{t.name} · {t.size} photo{'s' if t.size != 1 else ''}" for t in themes]
-    shoot(page, tmp_path, "-themes")
+    shoot_view(page, tmp_path, "-themes")
     chosen = themes[1]
     cards.nth(1).click()
     wait_for_summary_text(page, f"the theme “{chosen.name}”")
@@ -203,7 +209,7 @@ def test_a_duplicate_group_shows_its_keeper_and_the_list_exports(page, archive, 
     assert members.first.get_attribute("data-id") == str(ids[original])  # the keeper first: the most pixels
     assert " × " in keeper.inner_text() and "KB" in keeper.inner_text()
     assert "px" in group.locator("figure:not(.dup-keeper)").first.inner_text()
-    shoot(page, tmp_path, "-duplicates")
+    shoot_view(page, tmp_path, "-duplicates")
 
     with page.expect_download() as download:
         page.locator("#dup-csv").click()

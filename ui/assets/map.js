@@ -108,14 +108,15 @@
     ctx.fill(other);
     ctx.globalAlpha = 1;
     if (dim) { // the current search's hits: larger, ringed, on top
-      ctx.lineWidth = 2;
+      ctx.lineWidth = 1.5;
       ctx.strokeStyle = "#111";
+      const ring = Math.max(half + 2.5, 4);
       for (const id of state.hits) {
         const i = state.index.get(id);
         if (i === undefined) continue;
         const px = sx(g, x[i]), py = sy(g, y[i]);
         ctx.beginPath();
-        ctx.arc(px, py, dot + 3, 0, 2 * Math.PI);
+        ctx.arc(px, py, ring, 0, 2 * Math.PI);
         ctx.fillStyle = colours[group[i]] || "#999";
         ctx.fill();
         ctx.stroke();
