@@ -252,7 +252,7 @@
           b.setAttribute("aria-pressed", String(b === button)));
         overlay.style.cursor = state.mode === "pan" ? "grab" : "crosshair";
       } else if (button.dataset.act === "reset") {
-        state.zoom = 1; state.panX = 0; state.panY = 0; draw();
+        state.zoom = 1; state.panX = 0; state.panY = 0; clearSketch(parts); draw();
       } else {
         const g = layout(parts);
         zoomAt(g.w / 2, g.h / 2, button.dataset.act === "in" ? 1.5 : 1 / 1.5);
@@ -270,6 +270,7 @@
       if (!drag) { hover(parts, at); return; }
       if (Math.hypot(at[0] - drag.start[0], at[1] - drag.start[1]) > 4) drag.moved = true;
       if (state.mode === "pan") {
+        if (drag.moved) clearSketch(parts);
         state.panX = drag.panX + at[0] - drag.start[0];
         state.panY = drag.panY + at[1] - drag.start[1];
         redraw();
@@ -307,6 +308,7 @@
 
   function zoomAt(cx, cy, factor) {
     const g = layout(dom());
+    clearSketch(dom()); // a selection's outline belongs to the old view
     const zoom = Math.min(400, Math.max(1, state.zoom * factor));
     const f = zoom / state.zoom;
     // keep the point under the pointer where it is: screen = a + zoom * b, solved for the new pan
