@@ -153,6 +153,7 @@ def wire_explore(explore: ExploreService, views: ExploreViews, results, guard: C
         [views.map, views.theme_cards, views.themes, *duplicate_outputs, *results.shown], **private)
 
     views.colour_by.change(load_map, [views.colour_by, views.labels], views.map, **private)
+
     def on_selection(evt: gr.EventData):
         return show(guard(explore.selection, (evt._data or {}).get("ids", [])))
 
@@ -179,6 +180,7 @@ def wire_explore(explore: ExploreService, views: ExploreViews, results, guard: C
     # A slider's change comes while it is dragged and from its number box: the last one is answered.
     views.threshold.change(load_duplicates, views.threshold, duplicate_outputs, trigger_mode="always_last",
                            **private)
+
     def on_group(groups, evt: gr.EventData):
         return show(guard(explore.group_photos, groups, (evt._data or {}).get("group")))
 
