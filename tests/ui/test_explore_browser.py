@@ -142,6 +142,13 @@ def test_hovering_a_point_shows_its_thumbnail_and_zooming_in_draws_thumbnails(pa
     page.wait_for_function("() => (document.querySelector('#explore-map .map-tip img')?.src || '')"
                            ".includes('/gradio_api/file=')")
     assert not page.locator("#explore-map .map-tip").is_hidden() and tip.evaluate("i => i.naturalWidth") > 0
+    zoom = "() => document.querySelector('#explore-map [data-points]').clipsearchMap.state.zoom"
+    page.locator("#explore-map .map-overlay").focus()
+    page.keyboard.press("+")
+    assert page.evaluate(zoom) == pytest.approx(1.5)  # the keyboard zooms too
+    page.keyboard.press("0")
+    assert page.evaluate(zoom) == 1
+    page.mouse.move(*points[target])
     for _ in range(12):
         page.mouse.wheel(0, -200)
     page.wait_for_function("() => { const m = document.querySelector('#explore-map [data-points]');"

@@ -8,6 +8,7 @@
 //   drag            box selection (or lasso, from the toolbar): the selected photos fill the gallery
 //   click a point   opens its preview              wheel   zooms about the pointer     Pan: drag moves the map
 //   hover           the photo's thumbnail          zoomed in far enough: thumbnails in place of the points
+//   keyboard        arrows pan, + and - zoom, 0 resets (the map is one tab stop)
 //
 // props.value: {ids, x, y (both 0..1), group (colour index per point), legend: [{name, colour, count}], by}.
 // Search hits arrive as a "clipsearch-hits" event on window (ids), sent by the page after every listing.
@@ -303,6 +304,24 @@
       zoomAt(at[0], at[1], event.deltaY < 0 ? 1.25 : 1 / 1.25);
     }, { passive: false });
     overlay.addEventListener("dblclick", () => { state.zoom = 1; state.panX = 0; state.panY = 0; draw(); });
+    // The keyboard: the map is one tab stop; arrows pan, + and - zoom about the centre, 0 resets.
+    overlay.tabIndex = 0;
+    overlay.setAttribute("role", "img");
+    overlay.setAttribute("aria-label", "Map of the library: arrows pan, + and - zoom, 0 resets");
+    overlay.addEventListener("keydown", (event) => {
+      const g = layout(parts);
+      const pans = { ArrowLeft: [40, 0], ArrowRight: [-40, 0], ArrowUp: [0, 40], ArrowDown: [0, -40] };
+      if (event.key in pans) {
+        state.panX += pans[event.key][0];
+        state.panY += pans[event.key][1];
+        clearSketch(parts);
+        redraw();
+      } else if (event.key === "+" || event.key === "=") zoomAt(g.w / 2, g.h / 2, 1.5);
+      else if (event.key === "-") zoomAt(g.w / 2, g.h / 2, 1 / 1.5);
+      else if (event.key === "0") { state.zoom = 1; state.panX = 0; state.panY = 0; clearSketch(parts); draw(); }
+      else return;
+      event.preventDefault();
+    });
     new ResizeObserver(() => { clearSketch(parts); redraw(); }).observe(parts.stage);
   }
 
