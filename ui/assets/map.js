@@ -396,10 +396,13 @@
   };
 
   state.hits = new Set(window.clipsearchHits || []);
-  window.addEventListener("clipsearch-hits", (event) => {
+  // The panel is drawn afresh each time its view opens: one listener, the current map's.
+  if (window.clipsearchMapHits) window.removeEventListener("clipsearch-hits", window.clipsearchMapHits);
+  window.clipsearchMapHits = (event) => {
     state.hits = new Set(event.detail || []);
     if (state.n) redraw();
-  });
+  };
+  window.addEventListener("clipsearch-hits", window.clipsearchMapHits);
   watch("value", () => load(props.value));
   load(props.value);
 })();
