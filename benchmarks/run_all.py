@@ -5,6 +5,7 @@
     python -m benchmarks --only query rescan
     python -m benchmarks --only rclip        # the race against rclip 3.3.0 (installs it into its own venv)
     python -m benchmarks --only explore        # 100k vectors: duplicates, odd ones out, themes, map
+    python -m benchmarks --only map_draw       # the web app's map drawing 100k points in Chromium
     python -m benchmarks --markdown results.md   # also write the tables to a file
 
 Each benchmark measures its baseline in the same run, in fresh processes, so ratios hold on a busy machine
@@ -23,13 +24,14 @@ from benchmarks import (
     bench_explore,
     bench_fidelity,
     bench_index,
+    bench_map_draw,
     bench_query,
     bench_rclip,
     bench_refresh,
     bench_rescan,
 )
 
-ORDER = ("fidelity", "rescan", "refresh", "query", "index", "rclip", "ann", "explore")
+ORDER = ("fidelity", "rescan", "refresh", "query", "index", "rclip", "ann", "explore", "map_draw")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         "rclip": lambda: bench_rclip.main(["--count", "300"] if args.full else []),
         "ann": lambda: bench_ann.main(["--big", "2000000"] if args.full else []),
         "explore": lambda: bench_explore.main([] if args.full else ["--no-umap"]),
+        "map_draw": lambda: bench_map_draw.main([]),
     }
     tables = []
     started = time.monotonic()

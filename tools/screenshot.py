@@ -1,6 +1,6 @@
 """Make the README's screenshots from the real-browser test run, or measure the app's warm search-to-gallery time.
 
-    .venv/bin/python tools/screenshot.py               # docs/screenshot.png and docs/screenshot-preview.png
+    .venv/bin/python tools/screenshot.py               # docs/screenshot.png, -preview, -map, -themes, -duplicates
     .venv/bin/python tools/screenshot.py --measure 20  # 300-scene demo library: median Enter-to-gallery time
 
 The measurement drives Debian's Chromium with Playwright: it types a query, presses Enter, and stops the clock
@@ -27,8 +27,10 @@ QUERIES = ("a red circle", "a large blue square on the left", "star + yellow", "
 
 def screenshot(target: Path) -> int:
     env = dict(os.environ, CLIPSEARCH_SCREENSHOT=str(target), GRADIO_ANALYTICS_ENABLED="False")
+    journeys = ("previews_it_and_more_like_this or box_selection_fills_the_gallery or theme_card_opens_its_photos "
+                "or keeper_and_the_list_exports")  # the journeys that take them (viewport shots)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ui/test_browser.py",
-               "-k", "previews_it_and_more_like_this"]  # the journey that takes them (viewport shots)
+               "tests/ui/test_explore_browser.py", "-k", journeys]
     return subprocess.call(command, cwd=REPO, env=env)
 
 

@@ -12,7 +12,11 @@ machine needs a password. Every request, to Gradio's routes as to ours, first pa
 header must name an address the app is served on (DNS rebinding), and no other origin may read or post.
 
 Named API endpoints (``gradio_client`` or plain HTTP): ``/search``, ``/search_image``, ``/more_like``,
-``/browse``, ``/original`` and ``/status``; see the README's "The web app".
+``/browse``, ``/map``, ``/themes``, ``/duplicates``, ``/outliers``, ``/original`` and ``/status``; see the
+README's "The web app".
+
+Beside Search, a view switch opens the Explore views (``ui/explore_views.py``): the map of the library,
+themes, duplicates and the odd ones out, each listing what it finds in the same results gallery.
 
 The page: the search box on top, then the results (first in the page, so a phone shows them before any
 control, and the first thumbnail is two Tabs from the search box), the controls beside them, the library's
@@ -41,6 +45,8 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from clipsearch import ClipsearchError, Library
+from ui.explore import ExploreService
+from ui.explore_views import explore_panels, view_switch, wire_explore
 from ui.security import HostPolicy, check_allowed_host, check_port_free, guarded_gradio_app
 from ui.service import AppSettings, Outcome, SearchService, UploadError, escape_markdown
 
@@ -138,6 +144,11 @@ class ResultsPanel:
     next: gr.Button
 
     @property
+    def opened(self) -> list:
+        """What opening a preview updates."""
+        return [self.preview, self.details, self.download, self.selected, self.preview_box]
+
+    @property
     def shown(self) -> list:
         """What a finished search or a new page updates."""
         return [self.summary, self.gallery, self.hits, self.items, self.listing, self.preview_box, self.load_more]
@@ -148,16 +159,22 @@ def build_app(library: Library, settings: AppSettings = AppSettings()) -> gr.Blo
     service = SearchService(library, settings)
     with gr.Blocks(title=settings.title, analytics_enabled=False) as app:
         app.clipsearch_service = service  # launch() reads the thumbnail folder and warms the model through it
-        gr.Markdown(f"# {settings.title}\nFind photos by words, by an example image, or both.")
+        explore = ExploreService(service)
+        with gr.Row(elem_id="title-bar"):
+            gr.Markdown(f"# {settings.title}\nFind photos by words, by an example image, or both; or explore.",
+                        elem_id="title")
+            switch = view_switch()
         query, button = _search_bar()
+        views = explore_panels(explore, switch)
         with gr.Row(equal_height=False):
             with gr.Column(scale=7, min_width=340):  # first: a narrow screen shows the results before any control
                 results = _results_panel(settings)
             with gr.Column(scale=3, min_width=300):
                 controls = _search_controls(service, settings, query, button)
         _wire_search(service, controls, results)
+        wire_explore(explore, views, results, _guard, show_outcome, lambda file_id: open_preview(service, file_id))
         _library_panel(service, controls)
-        _api(service, settings)
+        _api(service, explore, settings)
         app.load(None, None, None, js=KEYS_JS)  # the keyboard: runs once in each page, no request to the server
     app.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     return app
@@ -227,17 +244,7 @@ def _results_panel(settings: AppSettings) -> ResultsPanel:
 def _wire_search(service: SearchService, controls: SearchControls, results: ResultsPanel) -> None:
     """The page's own events (private: the API is the documented surface)."""
 
-    def show(outcome: Outcome, ids: list | None = None, items: list | None = None):
-        """The outputs of ``results.shown`` for ``outcome``, appended to ``ids``/``items`` when given."""
-        ids, items = list(ids or []), list(items or [])
-        on_screen = set(ids)
-        for r in outcome.results:
-            if r.id not in on_screen:  # the catalog may have changed between two pages
-                ids.append(r.id)
-                items.append((r.thumbnail, r.caption))
-        more = outcome.listing is not None and outcome.listing.next_offset is not None
-        return (outcome.summary, items, ids, items, outcome.listing, gr.Column(visible=False),
-                gr.Button(visible=more))
+    show = show_outcome
 
     def message(text: str):
         return text, [], [], [], None, gr.Column(visible=False), gr.Button(visible=False)
@@ -275,14 +282,7 @@ def _wire_search(service: SearchService, controls: SearchControls, results: Resu
     def on_select(ids, evt: gr.SelectData):
         if evt.index is None or not 0 <= int(evt.index) < len(ids):
             raise _refusal("That result is no longer on screen; search again.")
-        file_id = ids[int(evt.index)]
-        picture, text = _guard(service.preview, file_id)
-        try:
-            original = service.original(file_id)
-        except ClipsearchError:
-            original = None  # shown, but not downloadable (e.g. the file vanished since)
-        return picture, text, gr.DownloadButton(value=original, visible=original is not None), file_id, \
-            gr.Column(visible=True)
+        return open_preview(service, ids[int(evt.index)])
 
     def on_more(file_id, add, remove, k, cut, folder, low, high):
         if file_id is None:
@@ -298,8 +298,7 @@ def _wire_search(service: SearchService, controls: SearchControls, results: Resu
     results.load_more.click(on_load_more, [results.listing, results.hits, results.items], results.shown, **private)
     # Arrows pressed faster than previews arrive: every choice is sent ("multiple"; Gradio's "always_last"
     # re-sends without the chosen index) and answered in order (one at a time), so the last one chosen shows.
-    results.gallery.select(on_select, results.hits, [results.preview, results.details, results.download,
-                                                     results.selected, results.preview_box],
+    results.gallery.select(on_select, results.hits, results.opened,
                            trigger_mode="multiple", concurrency_limit=1, concurrency_id="preview", **private)
     directions = [results.selected, results.but_with, results.but_without, *controls.filters]
     gr.on([results.more.click, results.but_with.submit, results.but_without.submit], on_more, directions,
@@ -307,6 +306,30 @@ def _wire_search(service: SearchService, controls: SearchControls, results: Resu
     results.close.click(lambda: gr.Column(visible=False), None, results.preview_box, queue=False, **private)
     results.previous.click(None, None, None, js="() => window.clipsearchStep && window.clipsearchStep(-1)")
     results.next.click(None, None, None, js="() => window.clipsearchStep && window.clipsearchStep(1)")
+
+
+def show_outcome(outcome: Outcome, ids: list | None = None, items: list | None = None) -> tuple:
+    """The outputs of ``ResultsPanel.shown`` for ``outcome``, appended to ``ids``/``items`` when given."""
+    ids, items = list(ids or []), list(items or [])
+    on_screen = set(ids)
+    for r in outcome.results:
+        if r.id not in on_screen:  # the catalog may have changed between two pages
+            ids.append(r.id)
+            items.append((r.thumbnail, r.caption))
+    more = outcome.listing is not None and outcome.listing.next_offset is not None
+    return (outcome.summary, items, ids, items, outcome.listing, gr.Column(visible=False),
+            gr.Button(visible=more))
+
+
+def open_preview(service: SearchService, file_id) -> tuple:
+    """The outputs of ``ResultsPanel.opened`` for the preview of ``file_id``."""
+    picture, text = _guard(service.preview, file_id)
+    try:
+        original = service.original(file_id)
+    except ClipsearchError:
+        original = None  # shown, but not downloadable (e.g. the file vanished since)
+    return picture, text, gr.DownloadButton(value=original, visible=original is not None), int(file_id), \
+        gr.Column(visible=True)
 
 
 def _library_panel(service: SearchService, controls: SearchControls) -> None:
@@ -328,7 +351,7 @@ def _library_panel(service: SearchService, controls: SearchControls) -> None:
                   concurrency_id="reindex", api_visibility="private")
 
 
-def _api(service: SearchService, settings: AppSettings) -> None:
+def _api(service: SearchService, explore: ExploreService, settings: AppSettings) -> None:
     """The named API: JSON in, JSON out; files by catalog id, thumbnails made by the app."""
 
     def search(query: str, top_k: int = settings.top_k, min_score: float = settings.min_score,
@@ -354,7 +377,31 @@ def _api(service: SearchService, settings: AppSettings) -> None:
         """Model, counts, folders, last run and skipped files with reasons."""
         return _guard(service.status_dict)
 
+    def explore_map(labels: str = "") -> list[dict]:
+        """Every photo's point on the 2-D map of the library: id, name, x, y and theme name, in id order.
+        `labels` (one per line) names the themes instead of the built-in list."""
+        return _guard(explore.map_api, labels)
+
+    def themes(labels: str = "") -> list[dict]:
+        """The themes, largest first: name, size, ids, representative_id, its thumbnail, and the labels that
+        set it apart. `labels` (one per line) names them instead of the built-in list."""
+        return _guard(explore.themes_api, labels)
+
+    def duplicates(threshold: float = 0.90) -> list[dict]:
+        """Groups of the same picture, most similar first: similarity, keep_id (the suggested keeper) and the
+        members, keeper first, with dimensions, bytes and thumbnails. Nothing is deleted or moved."""
+        return _guard(explore.duplicates_api, threshold)
+
+    def outliers(top: int = 48) -> list[dict]:
+        """The `top` most unusual photos, most unusual first: id, name, score (mean distance to the nearest
+        photos) and thumbnail."""
+        return _guard(explore.outliers_api, top)
+
     gr.api(search, api_name="search")
+    gr.api(explore_map, api_name="map")
+    gr.api(themes, api_name="themes")
+    gr.api(duplicates, api_name="duplicates")
+    gr.api(outliers, api_name="outliers")
     gr.api(more_like, api_name="more_like")
     gr.api(browse, api_name="browse")
     gr.api(library_status, api_name="status")

@@ -61,6 +61,20 @@ class AppSettings:
     session_capacity: int = 300
 
 
+MISSING_MARK = ("— **missing**: not there, unreadable or empty (an unplugged drive?); its photos stay in the "
+                "index")
+
+
+def folder_available(root: str) -> bool:
+    """What the indexer checks before trusting a folder (as ``clipsearch status`` does): it is there, readable
+    and not empty."""
+    try:
+        with os.scandir(root) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
+
+
 class UploadError(QueryError):
     """The uploaded example image cannot be used (the message says why); words alone still can."""
 
@@ -112,6 +126,10 @@ class Listing:
     min_score: float | None = None
     next_offset: int | None = 0
     total: int = 0
+    # A fixed list (an Explore view: a map selection, a theme, odd ones out): these ids in this order, with
+    # their scores (``None``: shown without one), instead of a query over the library.
+    ids: tuple[int, ...] | None = None
+    scores: tuple[float, ...] | None = None
 
     @property
     def ranked(self) -> bool:
@@ -221,8 +239,8 @@ class SearchService:
                    limit=None) -> dict:
         """One page for the ``/browse`` endpoint: results with app-made thumbnails, and where the next starts."""
         order = self._order(order)
-        offset = int(_number(offset, "offset", 0))
-        limit = int(_number(limit, "limit", self.settings.browse_page))
+        offset = int(parse_number(offset, "offset", 0))
+        limit = int(parse_number(limit, "limit", self.settings.browse_page))
         if offset < 0 or not 1 <= limit <= self.settings.max_api_page:
             raise QueryError(f"the offset must be 0 or more and the limit between 1 and {self.settings.max_api_page}")
         where = self.search_filter(folder, since, until)
@@ -244,7 +262,7 @@ class SearchService:
             )
         if not image:
             return parse_query(text, allow_paths=False)
-        weight = _number(image_weight, "image weight", 1.0)
+        weight = parse_number(image_weight, "image weight", 1.0)
         if weight <= 0:
             raise QueryError("the image weight must be above 0")
         if not text:
@@ -267,12 +285,12 @@ class SearchService:
         return SearchFilter.dated(folder, since, until)
 
     def _limits(self, top_k, min_score) -> tuple[int, float | None]:
-        top_k = int(_number(top_k, "number of results", self.settings.top_k))
+        top_k = int(parse_number(top_k, "number of results", self.settings.top_k))
         if not 1 <= top_k <= self.settings.max_top_k:
             raise QueryError(f"the number of results must be between 1 and {self.settings.max_top_k}")
         if min_score is None or min_score == "":
             return top_k, None
-        return top_k, _number(min_score, "minimum score", self.settings.min_score)
+        return top_k, parse_number(min_score, "minimum score", self.settings.min_score)
 
     @staticmethod
     def _order(order) -> str:
@@ -289,13 +307,48 @@ class SearchService:
             summary += "  \n" + self._why_empty(listing, hidden)
         return Outcome(results, summary, listing)
 
+    def listed(self, ids, label: str, scores=None, page_size: int | None = None) -> Outcome:
+        """A fixed list of files (an Explore view's photos) as a first page that "load more" continues."""
+        started = time.perf_counter()
+        ids = tuple(int(i) for i in ids)
+        scores = None if scores is None else tuple(float(s) for s in scores)
+        listing = Listing(SearchFilter(), "listed", label, page_size or self.settings.browse_page, ids=ids,
+                          scores=scores)
+        return self._first_page(listing, started)
+
     def _page(self, listing: Listing) -> tuple[list[Result], Listing, int]:
         """The page of ``listing`` at its ``next_offset``, the listing advanced past it, and how many of its
         files were not shown (vanished, or no longer inside the indexed folders)."""
+        if listing.ids is not None:
+            return self._listed_page(listing)
         page = self.library.browse(listing.where, listing.order, listing.next_offset, listing.page_size,
                                    query=listing.vector if listing.ranked else None, min_score=listing.min_score)
         results, hidden = self._results(page, listing.ranked)
         return results, replace(listing, next_offset=page.next_offset, total=page.total), hidden
+
+    def _listed_page(self, listing: Listing) -> tuple[list[Result], Listing, int]:
+        start = listing.next_offset or 0
+        end = min(start + listing.page_size, len(listing.ids))
+        chosen = listing.ids[start:end]
+        rows = self.library.files(list(chosen))
+        scores = listing.scores[start:end] if listing.scores is not None else [0.0] * len(chosen)
+        hits = [_hit(rows[i], s) for i, s in zip(chosen, scores) if i in rows and rows[i].status == "ok"]
+        page = BrowsePage(hits, len(listing.ids), start, end if end < len(listing.ids) else None)
+        results, hidden = self._results(page, listing.scores is not None)
+        hidden += len(chosen) - len(hits)
+        return results, replace(listing, next_offset=page.next_offset, total=page.total), hidden
+
+    def thumbnails(self, ids) -> dict[int, str]:
+        """App-made thumbnails of indexed files by id (files that cannot be shown are left out)."""
+        ids = [int(i) for i in ids]
+        jobs = [self._pool.submit(self.media.thumbnail, i) for i in ids]
+        found = {}
+        for file_id, job in zip(ids, jobs):
+            try:
+                found[file_id] = str(job.result())
+            except (ClipsearchError, OSError):
+                continue
+        return found
 
     def _results(self, page: BrowsePage, ranked: bool) -> tuple[list[Result], int]:
         jobs = [self._pool.submit(self.media.thumbnail, hit.id) for hit in page.hits]
@@ -311,7 +364,9 @@ class SearchService:
 
     def _summary(self, listing: Listing, shown: int, hidden: int, started: float) -> str:
         ms = (time.perf_counter() - started) * 1000
-        if listing.ranked:
+        if listing.ids is not None:
+            parts = [f"**{shown} of {listing.total} photos**: {escape_markdown(listing.label)}"]
+        elif listing.ranked:
             parts = [f"**{shown} result{'s' if shown != 1 else ''}** for *{escape_markdown(listing.label)}*"]
             if listing.min_score is not None:
                 parts.append(f"score ≥ {listing.min_score:.2f}")
@@ -329,6 +384,9 @@ class SearchService:
 
     def _why_empty(self, listing: Listing, hidden: int) -> str:
         """Why a first page came back empty, and what to try."""
+        if listing.ids is not None:
+            return ("None of these photos can be shown: they are missing on disk or outside the indexed folders."
+                    if hidden else "Nothing is selected: drag over the map, or choose a theme.")
         everything = self.library.browse(SearchFilter(), "newest", 0, 1).total
         if not everything:
             return "The library is empty: index a folder with `clipsearch index FOLDER`, then *Re-index* below."
@@ -362,7 +420,7 @@ class SearchService:
         details = (
             f"**{escape_markdown(os.path.basename(row.path))}**  \n"
             f"`{_code(os.path.dirname(row.path))}`  \n"
-            f"{size}{_human_bytes(row.size)} · id {row.id}  \n"
+            f"{size}{human_bytes(row.size)} · id {row.id}  \n"
             f"taken {_iso(taken / 1e9)} · modified {_iso(row.mtime_ns / 1e9)}"
         )
         return str(image), details
@@ -391,7 +449,8 @@ class SearchService:
             f"**{len(status.skipped)}** skipped",
             "",
             "**Folders**",
-            *(f"- `{_code(root)}`" for root in status.roots),
+            *(f"- `{_code(root)}`" + ("" if folder_available(root) else f" {MISSING_MARK}")
+              for root in status.roots),
         ]
         if not status.roots:
             lines.append("- (none: index a folder with `clipsearch index FOLDER`)")
@@ -405,7 +464,8 @@ class SearchService:
         return "\n".join(lines)
 
     def status_dict(self) -> dict:
-        return self.library.status().to_dict()
+        status = self.library.status()
+        return status.to_dict() | {"missing_roots": [r for r in status.roots if not folder_available(r)]}
 
     def reindex(self, progress=None) -> str:
         """Refresh every root (new, changed, moved and deleted files); searches keep working meanwhile."""
@@ -429,6 +489,11 @@ class SearchService:
             self.library.search("a photo", top_k=1)
 
 
+def _hit(row: FileRow, score: float) -> SearchHit:
+    taken = row.mtime_ns if row.taken_ns is None else row.taken_ns
+    return SearchHit(row.id, row.path, score, row.width, row.height, row.size, row.mtime_ns / 1e9, taken / 1e9)
+
+
 def _result(hit: SearchHit, thumbnail: str, ranked: bool) -> Result:
     return Result(hit.id, os.path.basename(hit.path), hit.path, hit.score if ranked else None, thumbnail,
                   hit.width, hit.height, hit.bytes, hit.mtime, hit.taken)
@@ -447,7 +512,7 @@ def _describe_filter(where: SearchFilter) -> str:
     return " ".join(parts)
 
 
-def _number(value, what: str, default: float) -> float:
+def parse_number(value, what: str, default: float) -> float:
     if value is None or value == "":
         return float(default)
     try:
@@ -470,7 +535,7 @@ def _day(epoch: float) -> str:
     return _iso(epoch)[:10]
 
 
-def _human_bytes(size: int) -> str:
+def human_bytes(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
         if value < 1024 or unit == "GB":

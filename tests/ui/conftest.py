@@ -109,3 +109,57 @@ def hostile(tmp_path_factory, scenes, tiny_spec, tiny_embedder) -> Hostile:
     yield Hostile(app, library, root, outside, ids[swapped], ids[redirected], ids["exif.jpg"])
     app.close()
 
+
+
+@dataclass
+class Archive:
+    """A small archive for the Explore views: subjects shot several times, planted copies and odd ones out."""
+
+    app: object
+    library: Library
+    folder: Path
+    copies: dict[str, str]  # copy's file name -> original's file name
+    odd: list[str]  # file names of the odd ones out
+
+    def ids(self) -> dict[str, int]:
+        return {Path(h.path).name: h.id for h in self.library.browse(order="name", limit=1000).hits}
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory, tiny_spec, tiny_embedder) -> Archive:
+    """8 subjects x 8 shots (every photo has similar ones, as the odd-ones-out score assumes), a resized, an
+    exact and a recompressed copy, and nine odd ones out (noise, text pages, gradients) as tests/explore plants
+    them; indexed with the tiny model and served by the app."""
+    import random
+
+    from clipsearch.world.synthetic import random_scene, render
+    from tests.explore.conftest import make_copy, make_odd_ones
+
+    base = tmp_path_factory.mktemp("archive")
+    folder = base / "photos"
+    folder.mkdir()
+    rng = random.Random(2024)
+    for subject in range(8):
+        scene = random_scene(rng)
+        for shot in range(8):
+            size = (rng.randint(200, 360), rng.randint(200, 360))
+            render(scene, size, random.Random(rng.random())).save(folder / f"s{subject:02d}-{shot}.jpg", quality=90)
+    copies = {}
+    for number, kind in enumerate(("resized", "exact", "recompressed")):
+        original = folder / f"s{number:02d}-0.jpg"
+        copy = make_copy(original, folder / f"copy-{number}-{kind}", kind, rng)
+        copies[copy.name] = original.name
+    odd = make_odd_ones(folder)
+    library = Library.open(base / "index", model=tiny_spec, create=True)
+    library.use_embedder(tiny_embedder)
+    assert library.index([folder]).indexed == 64 + len(copies) + len(odd)
+    app = launch_app(library, base / "thumbs", min_score=-1.0)
+    yield Archive(app, library, folder, copies, odd)
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def archive_client(archive, tmp_path_factory):
+    from gradio_client import Client
+
+    return Client(archive.app.local_url, verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))
