@@ -31,8 +31,10 @@
 
   function step(delta) {
     const items = tiles();
-    let index = items.findIndex((t) => t.classList.contains("selected"));
-    if (index < 0) index = current;
+    // Our own record first: the gallery marks the clicked tile "selected" only after its round trip, so a
+    // second key pressed before that would step from the old tile again (three quick presses moved one).
+    const index = current >= 0 && current < items.length
+      ? current : items.findIndex((t) => t.classList.contains("selected"));
     const target = index + delta;
     if (index < 0 || target < 0 || target >= items.length) return;
     current = target;
