@@ -183,7 +183,7 @@ def build_app(library: Library, settings: AppSettings = AppSettings()) -> gr.Blo
 def _search_bar() -> tuple[gr.Textbox, gr.Button]:
     with gr.Row(elem_id="search-bar"):
         query = gr.Textbox(
-            label="Search", placeholder="red circle + striped - blue", elem_id="query", lines=1, scale=8,
+            label="Search", placeholder="a beach at sunset + boat - fog", elem_id="query", lines=1, scale=8,
             autofocus=True, info="Words; `+` adds, `-` removes, `2:word` weighs.",
         )
         button = gr.Button("Search", variant="primary", elem_id="search-btn", scale=1, min_width=90)
