@@ -75,6 +75,26 @@ def percentile(values, q: float) -> float:
     return ordered[index]
 
 
+def spread(values, digits: int = 2) -> str:
+    """``median (min–max)`` of repeated measurements, for a table cell."""
+    if not values:
+        return "–"
+    return f"{median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def alternate(pipelines: dict, repeats: int) -> dict[str, list]:
+    """Run each of ``pipelines`` (name -> callable taking the round number) ``repeats`` times, interleaved: one
+    round runs them in order, the next in reverse (A B B A ...), so a change in the machine's load during the run
+    falls on every pipeline alike. Returns each pipeline's results in round order. The one way benchmarks here
+    compare two things measured on a shared machine."""
+    results: dict[str, list] = {name: [] for name in pipelines}
+    names = list(pipelines)
+    for round_number in range(repeats):
+        for name in names if round_number % 2 == 0 else reversed(names):
+            results[name].append(pipelines[name](round_number))
+    return results
+
+
 # -- measuring a process tree -----------------------------------------------------------------------------
 def _children(pid: int) -> list[int]:
     found = []
