@@ -42,13 +42,6 @@ def vit_b32_spec():
     return ModelSpec("ViT-B-32", None, str(path))
 
 
-def tiny_spec():
-    """The bundled trained clipsearch-tiny model, or ``None`` while its weights are not there yet."""
-    from clipsearch.model.models import TINY_WEIGHTS, ModelSpec
-
-    return ModelSpec.parse("clipsearch-tiny") if TINY_WEIGHTS.is_file() else None
-
-
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:

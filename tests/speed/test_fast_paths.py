@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.bench_fidelity import cosines, error_against_spread, overlap_at_k
 from clipsearch.imaging.decode import load_pixels
 from clipsearch.model import accel
 from clipsearch.model.embed import EmbedOptions, _encode_text_trimmed, _is_causal_clip_text
 from tests.speed.conftest import make_embedder
-from tests.speed.fidelity import cosines, error_against_spread, top_k_overlap
 
 TEXTS = [
     "a",
@@ -178,8 +178,8 @@ def test_indexing_paths_keep_the_top_10_of_the_reference(held_out, trained_tiny,
     texts = embedder.encode_texts(queries)
     # Measured on the bundled model (draft-decoded pixels against full decodes): text->image 0.980-0.983,
     # image->image without the image itself 0.956-0.967 (onnx-int8 lowest).
-    assert top_k_overlap(ref_texts @ ref_images.T, texts @ images.T) >= 0.97
-    assert top_k_overlap(ref_images @ ref_images.T, images @ images.T, drop_self=True) >= 0.94
+    assert overlap_at_k(ref_texts @ ref_images.T, texts @ images.T) >= 0.97
+    assert overlap_at_k(ref_images @ ref_images.T, images @ images.T, drop_self=True) >= 0.94
 
 
 def test_default_paths_match_the_reference_vectors(held_out, trained_tiny):

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.bench_fidelity import cosines, error_against_spread, overlap_at_k
 from clipsearch import Library
 from clipsearch.model import light
 from clipsearch.model.models import EmbedOptions, ModelSpec
 from tests.speed.conftest import make_embedder
-from tests.speed.fidelity import cosines, error_against_spread, top_k_overlap
 
 RUN_CLI = Path(__file__).with_name("run_cli.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -146,9 +146,11 @@ def test_light_text_vectors_match_the_reference_on_the_tiny_models_held_out_scen
     model = light.LightModel.open(scenes_library.model_identity())
     queries = captions(folder)
     ref_texts, texts = reference.encode_texts(queries), model.encode_texts(queries)
-    assert cosines(texts, ref_texts).min() >= 0.999
+    # The exporter keeps an int8 text tower only at cosine >= 0.9995 with open_clip (else fp32). Measured on the
+    # bundled model: fp32 tower, cosine 0.9999999, overlap 1.0.
+    assert cosines(texts, ref_texts).min() >= 0.9995
     images = reference.encode_images([Image.open(folder / r["file"]).convert("RGB") for r in records])
-    assert top_k_overlap(ref_texts @ images.T, texts @ images.T) >= 0.95
+    assert overlap_at_k(ref_texts @ images.T, texts @ images.T) >= 0.98
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +184,7 @@ def test_light_text_vectors_match_the_reference_on_a_random_weight_vit_b_32(rand
     # Random weights put different texts close together; the export's error must be small against that spread.
     # Measured (int8-mlp text tower, seed 0): error 0.0063 of the nearest other text's distance, overlap 0.988.
     assert error_against_spread(got, reference) <= 0.02
-    assert top_k_overlap(reference @ reference.T, got @ reference.T, drop_self=True) >= 0.97
+    assert overlap_at_k(reference @ reference.T, got @ reference.T, drop_self=True) >= 0.97
     np.testing.assert_array_equal(model.encode_texts(texts[:7]), got[:7])  # a batch changes no vector
 
 
