@@ -42,13 +42,6 @@ def vit_b32_spec():
     return ModelSpec("ViT-B-32", None, str(path))
 
 
-def tiny_spec():
-    """The bundled trained clipsearch-tiny model, or ``None`` while its weights are not there yet."""
-    from clipsearch.model.models import TINY_WEIGHTS, ModelSpec
-
-    return ModelSpec.parse("clipsearch-tiny") if TINY_WEIGHTS.is_file() else None
-
-
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -73,6 +66,26 @@ def percentile(values, q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def spread(values, digits: int = 2) -> str:
+    """``median (min–max)`` of repeated measurements, for a table cell."""
+    if not values:
+        return "–"
+    return f"{median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def alternate(pipelines: dict, repeats: int) -> dict[str, list]:
+    """Run each of ``pipelines`` (name -> callable taking the round number) ``repeats`` times, interleaved: one
+    round runs them in order, the next in reverse (A B B A ...), so a change in the machine's load during the run
+    falls on every pipeline alike. Returns each pipeline's results in round order. The one way benchmarks here
+    compare two things measured on a shared machine."""
+    results: dict[str, list] = {name: [] for name in pipelines}
+    names = list(pipelines)
+    for round_number in range(repeats):
+        for name in names if round_number % 2 == 0 else reversed(names):
+            results[name].append(pipelines[name](round_number))
+    return results
 
 
 # -- measuring a process tree -----------------------------------------------------------------------------

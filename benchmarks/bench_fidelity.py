@@ -4,11 +4,14 @@ Reference = ``EmbedOptions(reference=True)``: ``PIL.Image.open`` + open_clip's `
 ``encode_text`` at the full context length. Each fast path is what the indexer and queries really run: pixels from
 the decode workers' function (``decode.load_pixels``: reduced JPEG decoding + resize) through one image backend,
 and the trimmed text path. Ranking overlap = |top-10 fast ∩ top-10 reference| / 10, averaged over the queries:
-every distinct caption of the held-out scenes (text → image) and every scene (image → image).
+every distinct caption of the held-out scenes (text → image) and every scene (image → image, the scene itself
+left out: it always finds itself). "Image error / spread" = the largest (1 − cosine to its own reference) as a
+share of (1 − cosine to the nearest *other* scene's reference): random weights put different pictures close
+together, so a cosine alone says little; 1 would mean a vector is as far off as another picture.
 
-Models: the bundled trained clipsearch-tiny (its held-out scenes, seed 424242) when its weights are there, and
-ViT-B-32 with random weights on the same scenes. A reduced-precision path may be a default only with a text →
-image overlap ≥ 0.95 on the tiny model; an fp32-equivalent path needs cosine ≥ 0.9999.
+Models: the bundled trained clipsearch-tiny (its held-out scenes, seed 424242) and ViT-B-32 with random weights on
+the same scenes. A reduced-precision path may be a default only with a text → image overlap ≥ 0.95 on the tiny
+model; an fp32-equivalent path needs cosine ≥ 0.9999. The speed tests use the same measures.
 
     python -m benchmarks.bench_fidelity
 """
@@ -26,16 +29,32 @@ HELD_OUT_SEED = 424242  # never used in training (tools/train_tiny.py)
 BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8")
 
 
-def overlap_at_k(reference: np.ndarray, fast: np.ndarray, k: int = 10, skip_self: bool = False) -> float:
-    """Mean |top-k(reference) ∩ top-k(fast)| / k over the rows of two score matrices."""
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def overlap_at_k(reference: np.ndarray, fast: np.ndarray, k: int = 10, drop_self: bool = False) -> float:
+    """Mean |top-k(reference) ∩ top-k(fast)| / k over the rows of two score matrices. With ``drop_self`` (square
+    scores of one set against itself) each row's own column is left out: an item always finds itself."""
+    if drop_self:
+        reference, fast = reference.astype(float), fast.astype(float)  # copies
+        np.fill_diagonal(reference, -np.inf)
+        np.fill_diagonal(fast, -np.inf)
     total = 0.0
     for ref_row, fast_row in zip(reference, fast):
-        if skip_self:
-            ref_row, fast_row = ref_row[1:], fast_row[1:]
         a = set(np.argsort(-ref_row, kind="stable")[:k].tolist())
         b = set(np.argsort(-fast_row, kind="stable")[:k].tolist())
         total += len(a & b) / k
     return total / len(reference)
+
+
+def error_against_spread(got: np.ndarray, reference: np.ndarray) -> float:
+    """The largest (1 - cos(got_i, reference_i)) / (1 - max_j≠i cos(reference_i, reference_j)): 0 is exact; 1 means
+    a vector sits as far from its own reference as the nearest different input does. Needs two inputs or more."""
+    unit = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    others = unit @ unit.T
+    np.fill_diagonal(others, -np.inf)
+    return float(np.max((1 - cosines(got, reference)) / (1 - others.max(axis=1))))
 
 
 def scenes(count: int) -> tuple[list[str], list[str]]:
@@ -76,9 +95,10 @@ def compare(model: str, checkpoint: str | None, count: int) -> list[dict]:
         rows.append({
             "model": model, "path": path,
             "image_cos_min": float(cos.min()), "image_cos_mean": float(cos.mean()),
+            "image_spread": error_against_spread(images, ref_images),
             "text_cos_min": float(np.min(np.sum(texts * ref_texts, axis=1))),
             "t2i_overlap": overlap_at_k(ref_t2i, texts @ images.T),
-            "i2i_overlap": overlap_at_k(ref_i2i, images @ images.T),
+            "i2i_overlap": overlap_at_k(ref_i2i, images @ images.T, drop_self=True),
         })
 
     default = Embedder.load(spec)
@@ -105,22 +125,22 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--count", type=int, default=120, help="held-out scenes (default 120)")
     parser.add_argument("--vit-count", type=int, default=48, help="scenes for the (slow) ViT-B-32 rows")
     args = parser.parse_args(argv)
-    rows = []
-    tiny = _common.tiny_spec()
-    if tiny is not None:
-        rows += _common.run_isolated("benchmarks.bench_fidelity", "compare", model="clipsearch-tiny",
-                                     checkpoint=None, count=args.count)
+    from clipsearch.model.models import ModelSpec
+
+    rows = _common.run_isolated("benchmarks.bench_fidelity", "compare", model="clipsearch-tiny", checkpoint=None,
+                                count=args.count)
     vit = _common.vit_b32_spec()
     rows += _common.run_isolated("benchmarks.bench_fidelity", "compare", model="ViT-B-32",
                                  checkpoint=vit.checkpoint, count=min(args.count, args.vit_count))
-    table = [[r["model"], r["path"], r["image_cos_min"], r["image_cos_mean"], r["text_cos_min"],
-              r["t2i_overlap"], r["i2i_overlap"]] for r in rows]
-    note = None if tiny is not None else "clipsearch-tiny weights not there yet: only the random ViT-B-32 rows."
+    table = [[r["model"], r["path"], r["image_cos_min"], r["image_cos_mean"], f"{r['image_spread']:.4f}",
+              r["text_cos_min"], r["t2i_overlap"], r["i2i_overlap"]] for r in rows]
+    weights = ModelSpec.parse("clipsearch-tiny").identity()["weights_sha256"]
+    note = f"clipsearch-tiny weights sha256 {weights[:12]}…; ViT-B-32: random weights, seed 0."
     return _common.print_table(
         f"Fidelity against the reference path (held-out scenes, seed {HELD_OUT_SEED}: {args.count} for the "
         f"tiny model, {min(args.count, args.vit_count)} for ViT-B-32)",
-        ["model", "fast path", "image cos min", "image cos mean", "text cos min", "top-10 overlap text→image",
-         "top-10 overlap image→image"],
+        ["model", "fast path", "image cos min", "image cos mean", "image error / spread", "text cos min",
+         "top-10 overlap text→image", "top-10 overlap image→image (itself left out)"],
         table,
         note=note,
     )

@@ -217,13 +217,13 @@ def run(count: int, repeats: int) -> list[dict]:
     result["rc_rerun"] = measure([str(rclip_bin / "rclip"), "-t", "1", QUERY], log, cwd=folder, env=rclip_env)
     result["cs_rerun"] = measure([*clip, "index", folder, "--index", str(scratch / "cs")], log, env=env)
     # cold CLI text searches, alternating
-    result["rc_search"], result["cs_search"] = [], []
-    for i in range(5):
-        query = QUERIES[i % len(QUERIES)]
-        result["rc_search"].append(measure([str(rclip_bin / "rclip"), "-n", "-t", "10", query], log, cwd=folder,
-                                           env=rclip_env))
-        result["cs_search"].append(measure([*clip, "search", query, "--index", str(scratch / "cs"), "--top", "10"],
-                                           log, env=env))
+    searches = _common.alternate({
+        "rc_search": lambda i: measure([str(rclip_bin / "rclip"), "-n", "-t", "10", QUERIES[i % len(QUERIES)]], log,
+                                       cwd=folder, env=rclip_env),
+        "cs_search": lambda i: measure([*clip, "search", QUERIES[i % len(QUERIES)], "--index", str(scratch / "cs"),
+                                        "--top", "10"], log, env=env),
+    }, 5)
+    result.update(searches)
     # warm queries at 100k vectors, each tool through its own API
     from benchmarks.bench_query import synthetic_catalog
     from clipsearch.model.models import ModelSpec

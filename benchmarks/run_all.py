@@ -7,6 +7,7 @@
     python -m benchmarks --only explore        # 100k vectors: duplicates, odd ones out, themes, map
     python -m benchmarks --only map_draw       # the web app's map drawing 100k points in Chromium
     python -m benchmarks --markdown results.md   # also write the tables to a file
+    python -m benchmarks --only index --save     # keep the raw output: benchmarks/results/index-<time>.txt
 
 Each benchmark measures its baseline in the same run, in fresh processes, so ratios hold on a busy machine
 better than absolute figures do. Generated folders and checkpoints are cached in $CLIPSEARCH_BENCH_DIR
@@ -16,10 +17,12 @@ better than absolute figures do. Generated folders and checkpoints are cached in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 from benchmarks import (
+    _common,
     bench_ann,
     bench_explore,
     bench_fidelity,
@@ -40,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER), metavar="NAME",
                         help=f"run only these benchmarks: {', '.join(ORDER)}")
     parser.add_argument("--markdown", help="also write every table to this file")
+    parser.add_argument("--save", action="store_true",
+                        help="keep each benchmark's output in benchmarks/results/NAME-YYYYMMDD-HHMM.txt, with the "
+                             "command and the load before and after (the figures RESULTS.md quotes come from these)")
     args = parser.parse_args(argv)
     runs = {
         "fidelity": lambda: bench_fidelity.main([]),
@@ -56,14 +62,27 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     for name in ORDER:
         if name in args.only:
-            began = time.monotonic()
+            began, load_before, stamp = time.monotonic(), os.getloadavg(), time.strftime("%Y%m%d-%H%M")
             tables.append(runs[name]())
-            print(f"[{name}: {time.monotonic() - began:.0f} s]\n", file=sys.stderr, flush=True)
+            took = time.monotonic() - began
+            print(f"[{name}: {took:.0f} s]\n", file=sys.stderr, flush=True)
+            if args.save:
+                _save(name, stamp, tables[-1], load_before, took, args.full)
     print(f"[all: {time.monotonic() - started:.0f} s]", file=sys.stderr)
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as handle:
             handle.write("\n".join(tables))
     return 0
+
+
+def _save(name: str, stamp: str, table: str, load_before: tuple, took: float, full: bool) -> None:
+    results = _common.REPO / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    command = f"python -m benchmarks{' --full' if full else ''} --only {name} --save"
+    before, after = ("load average %.2f %.2f %.2f" % load for load in (load_before, os.getloadavg()))
+    (results / f"{name}-{stamp}.txt").write_text(
+        f"$ {command}\n# {_common.machine()}; before: {before}; after: {after}; {took:.0f} s\n\n{table}",
+        encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -96,16 +96,18 @@ def command(args, index: Path) -> list[str]:
                 ["--workers", str(args.workers)] if args.workers is not None else [])
 
 
-def run_once(cmd: list[str], kill_after: float | None, timeout: float, watch: Path | None = None,
-             rng: random.Random | None = None) -> tuple[bool, float]:
-    """Run ``cmd`` and SIGKILL its process group after ``kill_after`` s, or (with ``watch``, an index folder)
-    a random moment after its next batch is committed. Returns (killed mid-run, seconds)."""
+def run_once(cmd: list[str], kill_after: float | None, timeout: float, index: Path, watch: bool = False,
+             rng: random.Random | None = None) -> tuple[bool, float, int]:
+    """Run ``cmd`` (an index run into ``index``) and SIGKILL its process group after ``kill_after`` s, or (with
+    ``watch``) a random moment after its next batch is committed. Returns (killed mid-run, seconds, commits the
+    run made before it ended), the commits read from the catalog's generation, not assumed from the aim."""
     started = time.monotonic()
+    generation_before = _generation(index)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     process = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if watch is not None:
-        kill_after = _seconds_until_next_commit(process, watch, timeout, started) + rng.uniform(0, 0.3)
+    if watch:
+        kill_after = _seconds_until_next_commit(process, index, timeout, started) + rng.uniform(0, 0.3)
     try:
         process.wait(timeout=max(0.0, started + kill_after - time.monotonic()) if kill_after is not None
                      else timeout)
@@ -114,11 +116,11 @@ def run_once(cmd: list[str], kill_after: float | None, timeout: float, watch: Pa
         process.wait()
         if kill_after is None:
             raise RuntimeError(f"index run did not finish within {timeout} s") from None
-        return True, time.monotonic() - started
+        return True, time.monotonic() - started, _generation(index) - generation_before
     stderr = process.stderr.read().decode(errors="replace")
     if process.returncode != 0:
         raise RuntimeError(f"index run failed ({process.returncode}): {stderr[-2000:]}")
-    return False, time.monotonic() - started
+    return False, time.monotonic() - started, _generation(index) - generation_before
 
 
 def _seconds_until_next_commit(process: subprocess.Popen, index: Path, timeout: float, started: float) -> float:
@@ -131,16 +133,19 @@ def _seconds_until_next_commit(process: subprocess.Popen, index: Path, timeout: 
     return time.monotonic() - started
 
 
-def _generation(index: Path) -> str | None:
+def _generation(index: Path) -> int:
+    """The catalog's generation (bumped by every committed batch); 0 before there is a catalog."""
+    if not (index / "catalog.sqlite").is_file():
+        return 0
     try:
-        db = sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True, timeout=1)
+        db = sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True, timeout=5)
         try:
             row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-            return row[0] if row else None
+            return int(row[0]) if row else 0
         finally:
             db.close()
     except sqlite3.Error:
-        return None
+        return 0
 
 
 def _stored_rows(index: Path) -> int:
@@ -202,14 +207,20 @@ def compare_rankings(args, clean: Path, crashed: Path) -> list[str]:
         ids, matrix = (np.concatenate(parts) for parts in zip(*lib_a.iter_vectors()))
         sample = random.Random(args.seed).sample(range(len(ids)), min(20, len(ids)))
         for i in sample:
-            ranked_a = [h.path for h in lib_a.search_vector(matrix[i], 10)]
-            ranked_b = [h.path for h in lib_b.search_vector(matrix[i], 10)]
+            ranked_a, ranked_b = _top_10(lib_a, matrix[i]), _top_10(lib_b, matrix[i])
             if ranked_a != ranked_b:
-                problems.append(f"rankings differ for the vector of {ranked_a[0]}")
+                problems.append(f"rankings differ for the vector of {ranked_a[0][1]}")
     finally:
         lib_a.close()
         lib_b.close()
     return problems
+
+
+def _top_10(library, vector) -> list[tuple[float, str]]:
+    """The ten best (score, path), equal scores by path: files with the same bytes (the loop copies some) tie,
+    and two indexes may hold them under different ids, so search order among them is not the thing compared."""
+    hits = library.search_vector(vector, 20)
+    return sorted(((-round(h.score, 5), h.path) for h in hits))[:10]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     make_photos(args.photos, args.files, args.seed)
     rng = random.Random(args.seed)
 
-    kills = attempts = after_commit = cycles = 0
+    kills = attempts = aimed_after_commit = cycles = 0
     stored_at_kill: list[int] = []  # indexed rows in the crashed catalog right after each kill
+    commits_at_kill: list[int] = []  # batches the killed run had committed before its kill
     estimate = 3.0  # seconds a run takes; updated from runs that finished
     started = time.monotonic()
     while kills < args.kills and attempts < 20 * args.kills + 20:
@@ -253,24 +265,28 @@ def main(argv: list[str] | None = None) -> int:
         # Half the kills land just after a batch commit (mid-embedding, or during the FAISS save at the end);
         # the rest at any moment: start-up, scan, worker start, mid-batch.
         if rng.random() < 0.5:
-            killed, seconds = run_once(command(args, work / "crashed"), None, args.timeout, work / "crashed", rng)
-            after_commit += killed
+            killed, seconds, commits = run_once(command(args, work / "crashed"), None, args.timeout,
+                                                work / "crashed", watch=True, rng=rng)
+            aimed_after_commit += killed
         else:
             delay = rng.choice([rng.uniform(0, 0.6), rng.uniform(0, estimate * 1.1)])
-            killed, seconds = run_once(command(args, work / "crashed"), delay, args.timeout)
+            killed, seconds, commits = run_once(command(args, work / "crashed"), delay, args.timeout,
+                                                work / "crashed")
         kills += killed
         if killed:
             stored_at_kill.append(_stored_rows(work / "crashed"))
+            commits_at_kill.append(commits)
         if not killed:  # the index caught up: change the folder so the next runs have work to be killed in
             estimate = max(estimate, seconds)
             cycles += 1
             mutate_photos(args.photos, rng, cycles)
-    _, final_seconds = run_once(command(args, work / "crashed"), None, args.timeout)
-    _, clean_seconds = run_once(command(args, work / "clean"), None, args.timeout)
+    _, final_seconds, _ = run_once(command(args, work / "crashed"), None, args.timeout, work / "crashed")
+    _, clean_seconds, _ = run_once(command(args, work / "clean"), None, args.timeout, work / "clean")
     problems = compare(args, work / "clean", work / "crashed")
     summary = {
         "files": args.files, "mode": args.mode, "embedder": args.embedder, "kills": kills,
-        "kills_after_a_commit": after_commit, "stored_at_kill": stored_at_kill, "seed": args.seed,
+        "kills_aimed_after_a_commit": aimed_after_commit, "commits_before_each_kill": commits_at_kill,
+        "stored_at_kill": stored_at_kill, "seed": args.seed,
         "attempts": attempts, "folder_changes": cycles,
         "clean_run_s": round(clean_seconds, 2), "final_run_s": round(final_seconds, 2),
         "loop_s": round(time.monotonic() - started, 1), "rows": len(catalog_rows(work / "clean")),

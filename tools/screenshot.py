@@ -79,8 +79,13 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="where the measured library goes (default: a temp folder)")
     args = parser.parse_args()
     if args.measure:
+        load_before = os.getloadavg()
         with tempfile.TemporaryDirectory(prefix="clipsearch-measure-") as tmp:
             timings, server = measure(args.measure, args.count, args.dir or Path(tmp))
+        print(f"# {time.strftime('%Y-%m-%d %H:%M')} UTC{time.strftime('%z')}, {os.cpu_count()} CPUs, load average "
+              f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
+        print("# browser ms:", " ".join(f"{t:.0f}" for t in timings))
+        print("# server ms: ", " ".join(f"{t:.0f}" for t in server))
         print(f"warm search-to-gallery over {len(timings)} searches, {args.count} scenes: "
               f"median {statistics.median(timings):.0f} ms, "
               f"min {min(timings):.0f} ms, max {max(timings):.0f} ms "

@@ -92,7 +92,10 @@ def test_when_no_folder_given_is_there_the_run_fails_and_a_new_index_is_not_left
     assert not (tmp_path / "new").exists()
 
 
-def test_a_first_run_whose_model_cannot_load_leaves_no_index_behind(tmp_path, folders):
+def test_a_first_run_whose_model_cannot_load_leaves_no_index_behind(tmp_path, folders, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))  # whatever this machine has
     a, _, _ = folders
     result = run("index", a, "--index", tmp_path / "new", "--model", "ViT-B-32")  # offline: no weights
     assert result.exit_code == 1 and "could not be downloaded" in result.output

@@ -78,11 +78,13 @@ def run_crashloop(work: Path, *args: str, timeout: int) -> dict:
 
 
 def assert_kills_landed_mid_run(summary: dict) -> None:
-    """At least one kill came after some batches were committed and before the last: a run that resumed."""
-    stored, total = summary["stored_at_kill"], summary["rows"]
-    assert len(stored) == summary["kills"] and summary["kills_after_a_commit"] >= 1, summary
-    assert any(0 < n < total for n in stored), (
-        f"no kill landed between two commits (stored at each kill {stored}, {total} rows; seed {summary['seed']})")
+    """At least one kill came after its own run had committed a batch (read from the catalog's generation, not
+    from where the loop aimed) while the catalog still lacked rows: a run that was cut off and resumed."""
+    stored, commits, total = summary["stored_at_kill"], summary["commits_before_each_kill"], summary["rows"]
+    assert len(stored) == len(commits) == summary["kills"], summary
+    assert any(c >= 1 and 0 < n < total for c, n in zip(commits, stored)), (
+        f"no kill landed after a commit of its run (commits before each kill {commits}, stored rows at each kill "
+        f"{stored} of {total}; seed {summary['seed']})")
 
 
 class SteppedEmbedder(HashEmbedder):

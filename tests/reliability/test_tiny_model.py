@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from clipsearch import Library
 from tests.reliability.conftest import assert_kills_landed_mid_run, rel, run_crashloop
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +33,12 @@ def test_installed_cli_indexes_a_hostile_library_with_the_bundled_model(hostile,
     assert status["files"] == len(hostile.good) and len(status["skipped"]) == len(hostile.skipped)
     found = json.loads(run_cli("search", "a red circle", "--index", index, "--top", "100", "--json").stdout)
     assert len(found) == len(hostile.good) == len({h["path"] for h in found})  # every good file, once
+    library = Library.open(index)  # the installed CLI ranks exactly as the library does, scores and all
+    expected = library.search("a red circle", top_k=100)
+    library.close()
+    assert [h["path"] for h in found] == [h.path for h in expected]
+    np.testing.assert_allclose([h["score"] for h in found], [h.score for h in expected], atol=1e-4)
+    assert found[0]["score"] - found[-1]["score"] > 0.1  # a ranking, not a list of ties
     example = next(h["path"] for h in found if h["path"].endswith(os.sep + "plain.png"))
     ranked = json.loads(run_cli("search", example, "--index", index, "--top", "3", "--json").stdout)
     assert ranked[0]["path"] == example and ranked[0]["score"] > 0.99  # ranking: a photo finds itself first

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsearch.model.models import TINY_WEIGHTS, ModelSpec
+from clipsearch.model.models import ModelSpec
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +51,7 @@ def photo_like_images() -> list[Image.Image]:
 
 @pytest.fixture(scope="session")
 def trained_tiny():
-    """The bundled trained clipsearch-tiny; the tests that need it skip until its weights are committed."""
-    if not TINY_WEIGHTS.is_file():
-        pytest.skip("clipsearch-tiny weights are not there yet")
+    """The bundled trained clipsearch-tiny (its weights are in the repository), loaded with given EmbedOptions."""
     from clipsearch.model.embed import Embedder, EmbedOptions
 
     return lambda **options: Embedder.load(ModelSpec.parse("clipsearch-tiny"), EmbedOptions(**options))

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.bench_fidelity import cosines, error_against_spread, overlap_at_k
 from clipsearch.imaging.decode import load_pixels
 from clipsearch.model import accel
 from clipsearch.model.embed import EmbedOptions, _encode_text_trimmed, _is_causal_clip_text
@@ -30,17 +31,6 @@ def reference_image_vectors(embedder, images) -> np.ndarray:
 def reference_text_vectors(embedder, texts) -> np.ndarray:
     with torch.inference_mode():
         return F.normalize(embedder.model.encode_text(embedder.tokenizer(texts)), dim=-1).numpy()
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def top_k_overlap(reference_scores: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
-    overlaps = [
-        len(set(np.argsort(-r)[:k]) & set(np.argsort(-s)[:k])) / k for r, s in zip(reference_scores, scores)
-    ]
-    return float(np.mean(overlaps))
 
 
 # -- text ---------------------------------------------------------------------------------------------------
@@ -88,7 +78,8 @@ def test_text_towers_with_other_pooling_fall_back(random_tiny):
 def test_int8_text_tower_stays_close_to_the_reference(random_tiny):
     embedder = make_embedder(EmbedOptions(text_backend="torch-int8"))
     assert embedder.text_backend == "torch-int8"
-    assert cosines(embedder.encode_texts(TEXTS), reference_text_vectors(random_tiny, TEXTS)).min() >= 0.99
+    # Measured at 0.0018 of the distance to the nearest other text (seed 0); a vector taken for another text is >= 1.
+    assert error_against_spread(embedder.encode_texts(TEXTS), reference_text_vectors(random_tiny, TEXTS)) <= 0.01
 
 
 # -- images -------------------------------------------------------------------------------------------------
@@ -113,15 +104,15 @@ def test_the_reference_option_uses_plain_open_clip(random_tiny, photo_like_image
     )
 
 
-@pytest.mark.parametrize("backend, threshold", [("onnx", 0.9999), ("torch-int8", 0.99), ("onnx-int8", 0.99)])
+# The error as a share of the distance to the nearest other picture, measured (seed 0) at 0.0000 for ONNX fp32,
+# 0.0040 for torch int8 and 0.0108 for ONNX int8; the bounds leave about 3x.
+@pytest.mark.parametrize("backend, threshold", [("onnx", 0.001), ("torch-int8", 0.015), ("onnx-int8", 0.03)])
 def test_image_backends_stay_close_to_torch_on_the_same_pixels(random_tiny, photo_like_images, backend, threshold):
-    if backend.startswith("onnx") and not accel.onnx_available():
-        pytest.skip("onnx / onnxruntime not installed")
     embedder = make_embedder(EmbedOptions(image_backend=backend))
     pixels = np.stack([load_pixels_from(im, embedder.pixel_spec) for im in photo_like_images])
     fast = embedder.encode_pixels(pixels)
     assert embedder._fast_tower is not None and embedder._fast_tower.name == backend
-    assert cosines(fast, random_tiny.encode_pixels(pixels)).min() >= threshold
+    assert error_against_spread(fast, random_tiny.encode_pixels(pixels)) <= threshold
 
 
 def load_pixels_from(image, spec):
@@ -131,8 +122,6 @@ def load_pixels_from(image, spec):
 
 
 def test_onnx_export_is_cached_and_a_query_never_builds_one(onnx_cache, photo_like_images):
-    if not accel.onnx_available():
-        pytest.skip("onnx / onnxruntime not installed")
     embedder = make_embedder(EmbedOptions(image_backend="onnx-int8"), seed=5)
     embedder.encode_images(photo_like_images[:2])  # a query image: no export yet, plain torch
     assert embedder._fast_tower is None
@@ -162,8 +151,7 @@ def test_auto_picks_onnx_int8_for_large_towers_on_cpu_and_torch_on_cuda():
     import open_clip
 
     visual = open_clip.create_model("ViT-B-32", pretrained=None).visual
-    expected = "onnx-int8" if accel.onnx_available() else "torch"
-    assert accel.resolve_image_backend("auto", visual, "cpu") == expected
+    assert accel.resolve_image_backend("auto", visual, "cpu") == "onnx-int8"  # onnx is a hard dependency
     assert accel.resolve_image_backend("auto", visual, "cuda") == "torch"
     assert accel.resolve_image_backend("onnx-int8", visual, "cuda:0") == "torch"
 
@@ -184,14 +172,14 @@ def held_out(scenes, trained_tiny):
 
 @pytest.mark.parametrize("image_backend", ["torch", "torch-int8", "onnx", "onnx-int8"])
 def test_indexing_paths_keep_the_top_10_of_the_reference(held_out, trained_tiny, image_backend):
-    if image_backend.startswith("onnx") and not accel.onnx_available():
-        pytest.skip("onnx / onnxruntime not installed")
     paths, queries, ref_images, ref_texts = held_out
     embedder = trained_tiny(image_backend=image_backend, text_backend="torch-int8")
     images = embedder.encode_pixels(np.stack([load_pixels(p, embedder.pixel_spec) for p in paths]))
     texts = embedder.encode_texts(queries)
-    assert top_k_overlap(ref_texts @ ref_images.T, texts @ images.T) >= 0.95
-    assert top_k_overlap(ref_images @ ref_images.T, images @ images.T) >= 0.95
+    # Measured on the bundled model (draft-decoded pixels against full decodes): text->image 0.980-0.983,
+    # image->image without the image itself 0.956-0.967 (onnx-int8 lowest).
+    assert overlap_at_k(ref_texts @ ref_images.T, texts @ images.T) >= 0.97
+    assert overlap_at_k(ref_images @ ref_images.T, images @ images.T, drop_self=True) >= 0.94
 
 
 def test_default_paths_match_the_reference_vectors(held_out, trained_tiny):

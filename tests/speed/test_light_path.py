@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.bench_fidelity import cosines, error_against_spread, overlap_at_k
 from clipsearch import Library
 from clipsearch.model import light
 from clipsearch.model.models import EmbedOptions, ModelSpec
@@ -34,15 +35,6 @@ def run_cli(*args: str, cache: Path | None = None) -> tuple[subprocess.Completed
     head, _, modules = done.stdout.rpartition("@@modules ")
     done.stdout = head
     return done, json.loads(modules)
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def top_k_overlap(reference_scores: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
-    return float(np.mean([len(set(np.argsort(-r)[:k]) & set(np.argsort(-s)[:k])) / k
-                          for r, s in zip(reference_scores, scores)]))
 
 
 def captions(folder: Path) -> list[str]:
@@ -154,9 +146,11 @@ def test_light_text_vectors_match_the_reference_on_the_tiny_models_held_out_scen
     model = light.LightModel.open(scenes_library.model_identity())
     queries = captions(folder)
     ref_texts, texts = reference.encode_texts(queries), model.encode_texts(queries)
-    assert cosines(texts, ref_texts).min() >= 0.999
+    # The exporter keeps an int8 text tower only at cosine >= 0.9995 with open_clip (else fp32). Measured on the
+    # bundled model: fp32 tower, cosine 0.9999999, overlap 1.0.
+    assert cosines(texts, ref_texts).min() >= 0.9995
     images = reference.encode_images([Image.open(folder / r["file"]).convert("RGB") for r in records])
-    assert top_k_overlap(ref_texts @ images.T, texts @ images.T) >= 0.95
+    assert overlap_at_k(ref_texts @ images.T, texts @ images.T) >= 0.98
 
 
 @pytest.fixture(scope="module")
@@ -186,13 +180,11 @@ def test_light_text_vectors_match_the_reference_on_a_random_weight_vit_b_32(rand
     with torch.inference_mode():
         reference = F.normalize(embedder.model.encode_text(embedder.tokenizer(texts)), dim=-1).numpy()
     got = np.concatenate([model.encode_texts([t]) for t in texts])  # one by one, as queries run
-    cos = cosines(got, reference)
-    assert cos.min() >= 0.999
+    assert cosines(got, reference).min() >= 0.999
     # Random weights put different texts close together; the export's error must be small against that spread.
-    others = reference @ reference.T
-    np.fill_diagonal(others, -1.0)
-    assert ((1 - cos) / (1 - others.max(axis=1))).max() <= 0.1
-    assert top_k_overlap(reference @ reference.T, got @ reference.T) >= 0.95
+    # Measured (int8-mlp text tower, seed 0): error 0.0063 of the nearest other text's distance, overlap 0.988.
+    assert error_against_spread(got, reference) <= 0.02
+    assert overlap_at_k(reference @ reference.T, got @ reference.T, drop_self=True) >= 0.97
     np.testing.assert_array_equal(model.encode_texts(texts[:7]), got[:7])  # a batch changes no vector
 
 

@@ -89,7 +89,7 @@ def hostile(tmp_path_factory, scenes, tiny_spec, tiny_embedder) -> Hostile:
     (root / "page.html").write_text(f"<html><script>alert('{SECRET}')</script></html>")
     (root / "evil.svg").write_text(f"<svg xmlns='http://www.w3.org/2000/svg'><script>{SECRET}</script></svg>")
     (root / "fake.jpg").write_text(f"<html><script>alert('{SECRET}')</script></html>")
-    with_exif = Image.open(folder / records[10]["file"]).convert("RGB")
+    with_exif = Image.open(folder / records[10]["file"]).convert("RGB").resize((1024, 768))  # larger than a tile
     with_exif.save(root / "exif.jpg", exif=exif.tobytes())
 
     library = Library.open(base / "index", model=tiny_spec, create=True)

@@ -94,12 +94,16 @@ def test_image_minus_words_moves_away_from_them(client, scenes):
     assert not own or own[0] < alone[0]["score"] - 0.05
 
 
-def test_more_like_this_starts_with_the_file_itself(client, captions):
+def test_more_like_this_starts_with_the_file_itself_then_ranks_as_the_library_does(client, scenes_library):
     first = client.predict("a large green square", 1, -1.0, api_name="/search")[0]
-    similar = client.predict(first["id"], 4, api_name="/more_like")
+    similar = client.predict(first["id"], 10, api_name="/more_like")
     assert similar[0]["id"] == first["id"]
     assert similar[0]["score"] == pytest.approx(1.0, abs=1e-3)
-    assert len(similar) == 4
+    # Itself first holds for any vector search; the rest is the ranking of the file's stored vector.
+    expected = scenes_library.more_like(first["id"], 10)
+    assert [r["id"] for r in similar] == [h.id for h in expected]
+    assert [r["score"] for r in similar] == pytest.approx([h.score for h in expected], abs=1e-4)  # API: 4 digits
+    assert similar[1]["score"] < similar[0]["score"] - 1e-3  # the next one is another picture, not a tie
 
 
 def test_original_download_returns_the_indexed_bytes(client, scenes):

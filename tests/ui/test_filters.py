@@ -63,6 +63,11 @@ def test_a_sub_folder_filter_returns_exactly_its_files_in_the_api_the_cli_and_th
     assert {os.path.basename(h["path"]) for h in json.loads(cli.stdout)} == expected
     web = client.predict("a shape", 100, -1, str(root / "a"), api_name="/search")
     assert {h["name"] for h in web} == expected
+    browsed = client.predict(str(root / "a"), "", "", "name", "", 0, 100, api_name="/browse")
+    assert {h["name"] for h in browsed["results"]} == expected and browsed["total"] == len(expected)
+    any_photo = library.search("a shape", top_k=1)[0].id
+    like = client.predict(any_photo, 100, -1, str(root / "b"), api_name="/more_like")
+    assert {h["name"] for h in like} == names_under(layout, "b")
     assert len(expected) == 16 and len(layout) == 24  # the filter really removed something
 
 
