@@ -9,7 +9,8 @@
 Each client loops: POST ``/gradio_api/call/<api_name>`` with a query, then reads the event stream of
 ``/gradio_api/call/<api_name>/<event_id>`` until ``complete`` or ``error`` (gradio's documented HTTP protocol),
 with a per-request timeout, until the time is up. Most requests are text searches (``/search``); a share are
-"more like this" (``/more_like``) on ids seen in earlier results. Reports throughput, p50/p95/p99 latency,
+"more like this" (``/more_like``) on ids seen in earlier results, and 10 % the Explore views' endpoints (``/map``,
+``/themes``, ``/duplicates``, ``/outliers``, with the app's defaults). Reports throughput, p50/p95/p99 latency,
 errors by kind ("busy" is the server's fast refusal when its queue is full) and the server's RSS over time.
 
 Only 127.0.0.1 / localhost is accepted as a target. Nothing is installed or downloaded.
@@ -32,10 +33,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 QUERIES = [
-    "a red circle", "a large blue square", "a green triangle on the left", "a small yellow star",
-    "a purple circle over a striped background", "an orange square - striped", "two shapes", "a white hexagon",
-    "a red circle + a blue background", "a dotted background", "a cross on the right", "2:red 1:square",
+    "a red car", "a forest in the snow", "a beach at sunset", "a yellow house on the left", "at night",
+    "a boat on a lake - fog", "two people", "a red circle", "a city in the rain + 0.5:lights", "a white hexagon",
+    "mountains by day", "2:red 1:tree",
 ]
+EXPLORE = ("map", "themes", "duplicates", "outliers")  # each answers from the library's cached analysis
+EXPLORE_SHARE = 0.1
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -112,7 +115,12 @@ def client(base: str, until: float, timeout: float, shared: Shared, seed: int, t
     while time.monotonic() < until:  # bounded: every request has its own timeout, the loop a fixed end
         with shared.lock:
             ids = shared.ids[-200:]
-        if ids and "more_like" in shared.signatures and rng.random() < 0.2:
+        explore = [name for name in EXPLORE if name in shared.signatures]
+        roll = rng.random()
+        if explore and roll < EXPLORE_SHARE:
+            endpoint = rng.choice(explore)
+            data = shared.payload(endpoint)
+        elif ids and "more_like" in shared.signatures and roll < EXPLORE_SHARE + 0.2:
             endpoint, data = "more_like", shared.payload("more_like", file_id=rng.choice(ids), top_k=top_k)
         else:
             endpoint, data = "search", shared.payload("search", query=rng.choice(QUERIES), top_k=top_k)

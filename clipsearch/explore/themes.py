@@ -25,18 +25,19 @@ from clipsearch.explore.results import Theme
 
 CANDIDATE_COUNTS = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100)
 MAX_THEMES = 100
+MIN_THEMES = 8  # the floor never rises above this: 100k photos of 40 true themes must still be able to give 40
 SAMPLE_FIT = 5_000  # enough for 100 themes of 50 photos; 17 candidate fits stay seconds at 100k photos
 SAMPLE_SCORE = 2_500
 TOP_LABELS = 3
 
 
 def candidate_counts(count: int) -> list[int]:
-    """The numbers of themes tried for ``count`` photos: from half the rule of thumb sqrt(count / 2) up to about
-    sqrt(count), at most ``MAX_THEMES``. Silhouette alone favours the coarsest split (on the demo's 300 scenes:
-    0.36 for 2 themes, photo scenes against shape scenes, 0.17-0.21 for 6-17), which names nothing a person would
-    call a theme."""
+    """The numbers of themes tried for ``count`` photos: from half the rule of thumb sqrt(count / 2) (but at
+    most ``MIN_THEMES``) up to about sqrt(count), at most ``MAX_THEMES``. Silhouette alone favours the coarsest
+    split (on the demo's 300 scenes: 0.36 for 2 themes, photo scenes against shape scenes, 0.17-0.21 for 6-17),
+    which names nothing a person would call a theme."""
     ceiling = min(MAX_THEMES, max(2, int(math.sqrt(count))), count - 1)
-    floor = min(ceiling, max(2, math.ceil(math.sqrt(count / 2) / 2)))
+    floor = min(ceiling, MIN_THEMES, max(2, math.ceil(math.sqrt(count / 2) / 2)))
     return [k for k in CANDIDATE_COUNTS if floor <= k <= ceiling]
 
 
