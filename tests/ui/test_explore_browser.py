@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.ui.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     gallery_names,
     open_page,
     search,
@@ -26,16 +24,6 @@ from tests.ui.test_browser import (
 
 pytestmark = pytest.mark.browser
 MAP = "#explore-map [data-points]"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
