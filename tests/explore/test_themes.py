@@ -34,6 +34,7 @@ def test_theme_names_agree_with_the_captions_of_at_least_70_percent_of_the_photo
         names = [Path(p).name for p in theme.paths if Path(p).name in planted.captions]
         agree += sum(re.search(rf"\b{re.escape(theme.name)}\b", planted.captions[n]) is not None for n in names)
         total += len(names)
+    print(f"theme names agree with {agree / total:.2f} of the scenes' captions: {[(t.name, t.size) for t in themes]}")
     assert agree / total >= 0.70, [(t.name, t.size) for t in themes]
 
 
