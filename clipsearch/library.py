@@ -787,11 +787,11 @@ class Library:
 
     def _same_picture(self, rows: dict[int, FileRow]):
         """``same(a, b)`` for two ids: whether their pixels match (``None`` when either cannot be read)."""
-        from clipsearch.explore.duplicates import PIXEL_MATCH, picture_match, picture_signature
+        from clipsearch.explore.duplicates import PIXEL_MATCH, Picture, picture_match, picture_signature
 
-        signatures: dict[int, np.ndarray | None] = {}
+        signatures: dict[int, Picture | None] = {}
 
-        def signature(file_id: int) -> np.ndarray | None:
+        def signature(file_id: int) -> Picture | None:
             if file_id not in signatures:
                 try:
                     image = open_image(rows[file_id].path, self.decode_options, min_side=SIGNATURE_SIDE)
