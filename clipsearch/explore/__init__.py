@@ -8,6 +8,7 @@ typed results; ``Library`` feeds them from its read API and caches the costly on
     outliers.py     odd ones out, from the distances to the nearest neighbours
     themes.py       k-means in the full space, k chosen by silhouette, named by zero-shot labels
     projection.py   the 2-D map (openTSNE), new photos placed without recomputing the rest
+    userfiles.py    reading a labels or captions file the user named, with one clear error line
     labels.py       vocabularies and prompt-template averaging (as open_clip's zero-shot classifier does)
     evaluate.py     text-to-image recall@K and MRR from a captions file
     cache.py        results stamped with the catalog state and model, written atomically

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clipsearch.errors import ClipsearchError
+from clipsearch.explore.userfiles import read_user_text
 
 DEFAULT_KS = (1, 5, 10)
 MAX_CAPTIONS_BYTES = 64 * 1024 * 1024
@@ -52,7 +53,7 @@ class Evaluation:
 
 def read_captions(path: str | os.PathLike) -> tuple[list[Caption], Counter]:
     """The usable captions of a file and a count of the lines skipped, by reason."""
-    text = _read_text(path)
+    text = read_user_text(path, "captions file", encoding="utf-8-sig", max_bytes=MAX_CAPTIONS_BYTES)
     base = os.path.dirname(os.path.abspath(os.fspath(path)))
     rows = _jsonl_rows(text) if _looks_like_jsonl(path, text) else _csv_rows(text)
     captions, skipped = [], Counter()
@@ -95,22 +96,6 @@ def summarise(ranks: np.ndarray, ks: Sequence[int]) -> tuple[dict[int, float], f
 def encode_in_batches(encode_texts: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str]) -> np.ndarray:
     parts = [np.asarray(encode_texts(texts[i:i + _BATCH]), dtype=np.float32) for i in range(0, len(texts), _BATCH)]
     return np.concatenate(parts)
-
-
-def _read_text(path) -> str:
-    try:
-        if os.path.getsize(path) > MAX_CAPTIONS_BYTES:
-            raise ClipsearchError(f"captions file {path} is larger than {MAX_CAPTIONS_BYTES // 2**20} MB")
-        with open(path, encoding="utf-8-sig") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise ClipsearchError(f"captions file not found: {path}") from None
-    except IsADirectoryError:
-        raise ClipsearchError(f"captions file is a folder: {path}") from None
-    except UnicodeDecodeError:
-        raise ClipsearchError(f"captions file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ClipsearchError(f"cannot read captions file {path}: {exc.strerror or exc}") from None
 
 
 def _looks_like_jsonl(path, text: str) -> bool:

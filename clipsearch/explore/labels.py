@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from clipsearch.errors import ClipsearchError
+from clipsearch.explore.userfiles import read_user_text
 
 DEFAULT_LABELS_FILE = Path(__file__).with_name("labels.txt")
 TEMPLATES = (
@@ -32,17 +33,7 @@ _TEXT_BATCH = 256
 
 def read_labels_file(path: str | os.PathLike) -> list[str]:
     """Labels from a plain text file: one per line; blank lines and lines starting with ``#`` are skipped."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise ClipsearchError(f"labels file not found: {path}") from None
-    except IsADirectoryError:
-        raise ClipsearchError(f"labels file is a folder: {path}") from None
-    except UnicodeDecodeError:
-        raise ClipsearchError(f"labels file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ClipsearchError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    text = read_user_text(path, "labels file")
     lines = (line.strip() for line in text.splitlines())
     return clean_labels((line for line in lines if not line.startswith("#")), source=str(path))
 
